@@ -88,6 +88,10 @@ def test_video_with_depth_folder(tmp_path, single_pose_file):
         np.testing.assert_allclose(scene.timestamps, np.arange(6) / 10.0, atol=1e-3)
         assert_same_frames(scene, toy, color_atol=10)  # MJPG colour
         assert scene.depth_intrinsics == toy.K_depth
+        streamed = list(scene.frames([5, 0, 3]))  # batched decoding, any order
+        assert [f.index for f in streamed] == [5, 0, 3]
+        for f in streamed:
+            np.testing.assert_array_equal(f.color, scene.frame(f.index).color)
     with open_scene(root / "color.avi") as scene:  # the video file itself also opens
         assert len(scene) == 6
 

@@ -13,11 +13,13 @@ EXTRAS=${EXTRAS:-"train,eval,dev"}
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian libraries: Open3D needs libusb to import; offscreen rendering needs a Vulkan driver.
+# 1. Debian libraries: Open3D needs libusb to import; offscreen rendering needs a Vulkan driver;
+#    pycocoevalcap's METEOR and PTB tokenizer need Java.
 DEB_PKGS="libusb-1.0-0 libvulkan1 mesa-vulkan-drivers"
 missing=""
 if command -v dpkg >/dev/null 2>&1; then
   for p in $DEB_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  command -v java >/dev/null 2>&1 || missing="$missing default-jre-headless"
 fi
 if [ -n "$missing" ]; then
   SUDO=""

@@ -124,8 +124,10 @@ class Scene(abc.ABC):
         """Decode the frame at ``position`` (0-based, in recording order)."""
         if not 0 <= position < len(self):
             raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
-        color = self._read_color(position)
-        depth = self._read_depth(position)
+        return self._make_frame(position, self._read_color(position), self._read_depth(position))
+
+    def _make_frame(self, position: int, color: np.ndarray, depth: np.ndarray) -> Frame:
+        """Check decoded images against the intrinsics and wrap them in a :class:`Frame`."""
         ci, di = self.color_intrinsics, self.depth_intrinsics
         if color.shape[:2] != (ci.height, ci.width):
             raise SceneError(
@@ -150,13 +152,7 @@ class Scene(abc.ABC):
     def frames(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[Frame]:
         """Stream frames at ``positions`` (all by default), decoding one at a time."""
         positions = list(range(len(self))) if positions is None else [int(p) for p in positions]
-        iterator: Iterable[int] = positions
-        if progress:
-            from tqdm import tqdm
-
-            desc = progress if isinstance(progress, str) else "frames"
-            iterator = tqdm(positions, desc=desc, unit="frame")
-        for p in iterator:
+        for p in _progress(positions, progress):
             yield self.frame(p)
 
     def summary(self) -> dict[str, Any]:
@@ -182,6 +178,14 @@ class Scene(abc.ABC):
 
 
 # --------------------------------------------------------------------- helpers shared by readers
+def _progress(positions: list[int], progress: bool | str) -> Iterable[int]:
+    if not progress:
+        return positions
+    from tqdm import tqdm
+
+    return tqdm(positions, desc=progress if isinstance(progress, str) else "frames", unit="frame")
+
+
 @dataclass(frozen=True)
 class ScanNetMeta:
     """What a ScanNet ``sceneXXXX_XX.txt`` tells a reader."""

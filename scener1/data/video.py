@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import SceneError
 from ..types import Intrinsics
 from . import io
-from .scene import Scene, SceneOptions, check_depth_scale, find_scannet_meta, load_scannet_meta, resolve_depth_intrinsics
+from .scene import Scene, SceneOptions, _progress, check_depth_scale, find_scannet_meta, load_scannet_meta, resolve_depth_intrinsics
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -128,6 +128,26 @@ class VideoScene(Scene):
             axis_alignment=None if meta is None else meta.axis_alignment,
             notes=notes,
         )
+
+    def frames(self, positions=None, progress: bool | str = False):
+        """Stream frames, decoding the video in batches (decord seeks once per batch, not per frame)."""
+        positions = list(range(len(self))) if positions is None else [int(p) for p in positions]
+        batch = 16
+        todo = iter(_progress(positions, progress))
+        while True:
+            chunk = [p for _, p in zip(range(batch), todo)]
+            if not chunk:
+                return
+            for p in chunk:
+                if not 0 <= p < len(self):
+                    raise SceneError(f"{self.path}: frame position {p} out of range 0..{len(self) - 1}")
+            try:
+                colors = self._vr.get_batch(chunk).asnumpy()
+            except Exception as exc:
+                raise SceneError(f"{self.path}: cannot decode video frames {chunk[0]}..{chunk[-1]}: "
+                                 f"{type(exc).__name__}") from None
+            for p, color in zip(chunk, colors):
+                yield self._make_frame(p, color, self._read_depth(p))
 
     def _read_color(self, position: int) -> np.ndarray:
         try:
