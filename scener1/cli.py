@@ -92,6 +92,18 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz(args: argparse.Namespace) -> int:
+    from .viz import load_result_view, render_png, show
+
+    view = load_result_view(args.result)
+    if args.png:
+        render_png(view, args.png, width=args.width, height=args.height)
+        print(f"rendered {args.result} -> {args.png}")
+    else:
+        show(view, title=f"scener1: {args.result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scener1",
@@ -118,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aligned", action="store_true", help="write the cloud in the scene's axis-aligned frame")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("viz", help="show a result folder in 3D (scene cloud, object, boxes, camera path)")
+    p.add_argument("result", metavar="DIR", help="a result folder (result.json, object.ply, scene.ply)")
+    p.add_argument("--png", metavar="FILE", help="render offscreen to FILE instead of opening a window")
+    p.add_argument("--width", type=int, default=960, help="render width in pixels (default 960)")
+    p.add_argument("--height", type=int, default=720, help="render height in pixels (default 720)")
+    p.set_defaults(func=cmd_viz)
     return parser
 
 
