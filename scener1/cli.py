@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=960, help="render width in pixels (default 960)")
     p.add_argument("--height", type=int, default=720, help="render height in pixels (default 720)")
     p.set_defaults(func=cmd_viz)
+
+    from .eval import cli as eval_cli  # standard library only until run()
+
+    p = sub.add_parser("eval", help="score or run a 3D grounding / QA benchmark (ScanRefer, Nr3D, VSI-Bench ...)")
+    eval_cli.add_arguments(p)
+    p.set_defaults(func=eval_cli.run)
     return parser
 
 
