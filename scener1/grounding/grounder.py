@@ -1,0 +1,120 @@
+"""The image stage with a model: ask for the object's box on several frames of the span, keep the one
+the others agree with."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data.scene import Scene
+from ..errors import ConfigError
+from ..models.vlm import VLM, ChatRequest
+from ..parsing import BoxGeometry, parse_box
+from ..prompts import clean_query, image_messages, prompt_text
+from ..types import Frame
+from .core import (
+    ImageCandidate,
+    ImageResult,
+    ImageSettings,
+    box_centre_point,
+    decide,
+    depth_valid_fraction,
+    shrink_to_pixels,
+    spread,
+)
+
+
+class ImageGrounder:
+    """Finds the described object's 2D box on the best of several frames, holding a :class:`VLM`."""
+
+    def __init__(self, vlm: VLM, settings: ImageSettings | None = None):
+        self.vlm = vlm
+        self.settings = settings or ImageSettings()
+
+    def ground(self, scene: Scene, query: str, positions: Sequence[int] | np.ndarray) -> ImageResult:
+        """Ground ``query`` on frames chosen among scene ``positions`` (the temporal stage's span)."""
+        return self.ground_many(scene, [(query, positions)])[0]
+
+    def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame]) -> list[tuple[Frame, bool]]:
+        """Candidate frames spread over ``positions``, preferring valid poses, then usable depth.
+
+        Twice as many frames as needed are decoded so that frames with missing depth can be passed over.
+        Returns (frame, depth_ok) pairs in recording order.
+        """
+        s = self.settings
+        pool = spread(positions, 2 * s.num_candidates, scene.valid_poses[positions])
+        for p in pool:
+            if int(p) not in cache:
+                cache[int(p)] = scene.frame(int(p))
+        frames = [cache[int(p)] for p in pool]
+        depth_ok = np.array(
+            [f.pose_valid and depth_valid_fraction(f.depth, s.min_depth, s.max_depth) >= s.min_depth_fraction
+             for f in frames]
+        )  # fmt: skip
+        keep = spread(np.arange(len(frames)), s.num_candidates, depth_ok)
+        return [(frames[i], bool(depth_ok[i])) for i in keep]
+
+    def ground_many(self, scene: Scene, items: Sequence[tuple[str, Sequence[int] | np.ndarray]]) -> list[ImageResult]:
+        """Ground several (query, positions) pairs in one batch of model calls, decoding each frame once."""
+        start = time.perf_counter()
+        s = self.settings
+        cache: dict[int, Frame] = {}
+        jobs = []
+        for query, positions in items:
+            query = clean_query(query)
+            positions = np.asarray(positions, dtype=np.int64).ravel()
+            if len(positions) == 0:
+                raise ConfigError("the image stage needs at least one frame position")
+            if positions.min() < 0 or positions.max() >= len(scene):
+                raise ConfigError(f"frame positions must lie in 0..{len(scene) - 1}")
+            messages = image_messages(query, self.vlm.box_coordinates, self.vlm.prompt_version)
+            jobs.append((query, positions, messages, self.select_frames(scene, positions, cache)))
+        requests = [
+            ChatRequest(messages, images=(shrink_to_pixels(frame.color, s.image_max_pixels),))
+            for _, _, messages, frames in jobs
+            for frame, _ in frames
+        ]
+        answers = iter(self.vlm.generate(requests, s.generation, output_scores=True))
+        seconds = (time.perf_counter() - start) / max(len(jobs), 1)  # the batch's time, shared out
+
+        results = []
+        for query, positions, messages, frames in jobs:
+            candidates = []
+            for frame, depth_ok in frames:
+                answer = next(answers)
+                height, width = frame.color.shape[:2]
+                geometry = BoxGeometry(self.vlm.box_coordinates, answer.image_sizes[0], (width, height))
+                parsed = parse_box(answer.text, geometry, s.min_box_size)
+                point = None
+                if parsed.value is not None and depth_ok:
+                    lifted = box_centre_point(parsed.value, frame, s.centre_fraction, s.min_depth, s.max_depth)
+                    point = None if lifted is None else tuple(float(v) for v in lifted)
+                logprob = answer.mean_logprob
+                candidates.append(
+                    ImageCandidate(
+                        position=scene.position(frame.index),
+                        frame_index=frame.index,
+                        raw_output=answer.text,
+                        parsed=parsed,
+                        mean_logprob=logprob,
+                        confidence=math.exp(logprob) if logprob is not None else 0.0,
+                        model_image_size=answer.image_sizes[0],
+                        depth_ok=depth_ok,
+                        point=point,
+                    )
+                )
+            inputs = {
+                "query": query,
+                "scene": str(scene.path),
+                "span_positions": [int(positions[0]), int(positions[-1])],
+                "num_span_positions": len(positions),
+                "candidate_frames": [f.index for f, _ in frames],
+                "box_coordinates": self.vlm.box_coordinates,
+                "prompt_version": self.vlm.prompt_version,
+                "batched_queries": len(jobs),
+            }
+            results.append(decide(query, candidates, [f for f, _ in frames], s, prompt_text(messages), seconds, inputs))
+        return results

@@ -1,0 +1,49 @@
+"""The temporal stage with a model: show the sampled video, ask when the object is seen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data.scene import Scene
+from ..models.vlm import VLM, ChatRequest
+from ..prompts import clean_query, prompt_text, temporal_messages
+from .core import TemporalResult, TemporalSettings, build_video_clip, finish, sample_video_positions
+
+
+class TemporalGrounder:
+    """Finds the time span in which a described object is seen, holding a :class:`VLM`."""
+
+    def __init__(self, vlm: VLM, settings: TemporalSettings | None = None):
+        self.vlm = vlm
+        self.settings = settings or TemporalSettings()
+
+    def ground(self, scene: Scene, query: str) -> TemporalResult:
+        return self.ground_many(scene, [query])[0]
+
+    def ground_many(self, scene: Scene, queries: Sequence[str]) -> list[TemporalResult]:
+        """Answer several queries on one scene, decoding its frames once and batching the model calls."""
+        start = time.perf_counter()
+        queries = [clean_query(q) for q in queries]
+        times = scene.timestamps - scene.timestamps[0]
+        positions = sample_video_positions(times, self.settings)
+        frames = [f.color for f in scene.frames(positions)]
+        clip = build_video_clip(frames, times[positions], self.settings)
+        messages = [temporal_messages(q, clip.timestamps, self.vlm.prompt_version) for q in queries]
+        answers = self.vlm.generate([ChatRequest(m, videos=(clip,)) for m in messages], self.settings.generation)
+        seconds = (time.perf_counter() - start) / max(len(queries), 1)  # the batch's time, shared out
+        inputs = {
+            "scene": str(scene.path),
+            "num_scene_frames": len(scene),
+            "frames_shown": len(positions),
+            "frame_size": [int(clip.frames.shape[2]), int(clip.frames.shape[1])],
+            "times_shown": np.round(clip.timestamps, 3),
+            "prompt_version": self.vlm.prompt_version,
+            "batched_queries": len(queries),
+        }
+        return [
+            finish(q, prompt_text(m), a, times, positions, seconds, {"query": q, **inputs})
+            for q, m, a in zip(queries, messages, answers, strict=True)
+        ]
