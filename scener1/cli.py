@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720, help="render height in pixels (default 720)")
     p.set_defaults(func=cmd_viz)
 
+    from .lifting import cli as lift_cli  # standard library only until run()
+
+    p = sub.add_parser("lift", help="turn a 2D box on one frame into a 3D object (tracking + lifting)")
+    lift_cli.add_arguments(p)
+    p.set_defaults(func=lift_cli.run)
+
     from .eval import cli as eval_cli  # standard library only until run()
 
     p = sub.add_parser("eval", help="score or run a 3D grounding / QA benchmark (ScanRefer, Nr3D, VSI-Bench ...)")

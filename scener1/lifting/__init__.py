@@ -1,5 +1,38 @@
-"""From depth (and masks) to 3D points: fusion of posed RGB-D frames."""
+"""From depth (and masks) to 3D points: scene fusion, masked object fusion, 3D boxes, the lift stage.
 
-from .fusion import fuse_frames, read_ply, voxel_down_sample, write_ply
+Names are resolved lazily so that ``scener1.lifting.cli`` can be imported by the CLI parser without
+pulling in numpy.
+"""
 
-__all__ = ["fuse_frames", "read_ply", "voxel_down_sample", "write_ply"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "fuse_frames": "fusion",
+    "read_ply": "fusion",
+    "voxel_down_sample": "fusion",
+    "write_ply": "fusion",
+    "Box3D": "boxes",
+    "aabb_iou": "boxes",
+    "aabb_of_points": "boxes",
+    "obb_of_points": "boxes",
+    "FusedPoints": "projector",
+    "clean_points": "projector",
+    "fuse_masked_frames": "projector",
+    "object_boxes": "projector",
+    "LiftConfig": "object_lift",
+    "LiftResult": "object_lift",
+    "lift": "object_lift",
+    "select_positions": "object_lift",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

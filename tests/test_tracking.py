@@ -1,0 +1,243 @@
+"""Trackers: the interface helpers, the geometric tracker on a room with objects, SAM2 with random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import ROOM, camera_pose, write_scannet
+
+from scener1.data import open_scene
+from scener1.data.camera import color_mask_to_depth, project
+from scener1.errors import ConfigError, ScenerError
+from scener1.tracking import FrameMask, build_tracker, check_box, depth_mask_to_color
+from scener1.types import Frame, Intrinsics
+
+# two boxes on the floor of the helpers' room: the target and a neighbour next to it
+TARGET = (np.array([2.55, 1.2, 0.0]), np.array([3.15, 1.7, 0.55]))  # (min, max) corners, metres
+NEIGHBOUR = (np.array([2.45, 1.95, 0.0]), np.array([2.95, 2.35, 0.8]))
+
+
+def _render(K: Intrinsics, pose: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact depth, colour and instance ids (0 = room, i + 1 = boxes[i]) of the room with boxes in it."""
+    u, v = np.meshgrid(np.arange(K.width), np.arange(K.height))
+    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u, float)], -1)
+    d = rays @ pose[:3, :3].T
+    o = pose[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_room = np.where(d > 0, (ROOM - o) / d, np.where(d < 0, (0 - o) / d, np.inf)).min(-1)
+        depth, ids = t_room, np.zeros(t_room.shape, np.int64)
+        for i, (lo, hi) in enumerate(boxes):
+            t1, t2 = (lo - o) / d, (hi - o) / d
+            near = np.nanmax(np.minimum(t1, t2), -1)
+            far = np.nanmin(np.maximum(t1, t2), -1)
+            hit = (near <= far) & (near > 0) & (near < depth)
+            depth = np.where(hit, near, depth)
+            ids = np.where(hit, i + 1, ids)
+    p = o + d * depth[..., None]
+    checker = (np.floor(p * 5).astype(int).sum(-1) % 2).astype(np.uint8)
+    palette = np.array([[150, 150, 150], [200, 60, 60], [60, 60, 200]], np.uint8)
+    color = (palette[ids] * (0.7 + 0.3 * checker[..., None])).astype(np.uint8)
+    return depth.astype(np.float32), color, ids
+
+
+def object_frames(n: int = 10, depth_size=(160, 120), color_scale: int = 2, noise: float = 0.0, seed: int = 0):
+    """Frames on an arc around the target box, looking at it (colour twice the depth resolution)."""
+    rng = np.random.default_rng(seed)
+    w, h = depth_size
+    Kd = Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
+    Kc = Kd.scaled(w * color_scale, h * color_scale)
+    centre = (TARGET[0] + TARGET[1]) / 2
+    frames, ids_color = [], []
+    for k in range(n):
+        a = np.deg2rad(200 + 100 * k / max(n - 1, 1))  # from the room's middle, around the front of the target
+        pos = centre + np.array([1.5 * np.cos(a), 1.5 * np.sin(a), 1.1])
+        look = centre - pos
+        yaw = np.arctan2(look[1], look[0])
+        pitch = np.arctan2(-look[2], np.linalg.norm(look[:2]))
+        pose = camera_pose(pos, yaw, pitch)
+        depth, _, _ = _render(Kd, pose, [TARGET, NEIGHBOUR])
+        _, color, ids = _render(Kc, pose, [TARGET, NEIGHBOUR])
+        if noise:
+            depth = depth * (1 + noise * rng.standard_normal(depth.shape)).astype(np.float32)
+        depth = np.round(depth * 1000) / 1000
+        frames.append(Frame(k, k / 30.0, color, depth.astype(np.float32), Kc, Kd, pose))
+        ids_color.append(ids)
+    return frames, ids_color
+
+
+def gt_box_2d(ids: np.ndarray, instance: int = 1) -> list[int]:
+    v, u = np.nonzero(ids == instance)
+    return [int(u.min()), int(v.min()), int(u.max()) + 1, int(v.max()) + 1]
+
+
+class _Toy:
+    def __init__(self, frames):
+        self.frames = frames
+        self.K_color = frames[0].color_intrinsics
+        self.K_depth = frames[0].depth_intrinsics
+
+
+def object_scan(tmp_path, n: int = 10, noise: float = 0.0):
+    """A ScanNet-layout scan of the object scene, the per-frame instance images and the target AABB."""
+    frames, ids = object_frames(n, noise=noise)
+    return write_scannet(tmp_path / "objscan", _Toy(frames)), ids
+
+
+# ---------------------------------------------------------------------------------------------- interface
+def test_check_box_clips_overflow_and_rejects_bad_boxes():
+    assert check_box([10, 20, 30, 40], 100, 80) == (10, 20, 30, 40)
+    assert check_box([-5, -5, 120, 90], 100, 80) == (0, 0, 100, 80)  # overflow is clipped
+    assert check_box([10.2, 0.5, 29.6, 40], 100, 80) == (11, 1, 30, 40)  # pixels whose centres lie inside
+    with pytest.raises(ConfigError, match="degenerate"):
+        check_box([30, 20, 30, 40], 100, 80)
+    with pytest.raises(ConfigError, match="degenerate"):
+        check_box([30, 50, 40, 40], 100, 80)
+    with pytest.raises(ConfigError, match="covers no pixel"):
+        check_box([120, 10, 150, 40], 100, 80)
+    with pytest.raises(ConfigError, match="finite"):
+        check_box([0, 0, np.nan, 10], 100, 80)
+    with pytest.raises(ConfigError, match="four"):
+        check_box([0, 0, 10], 100, 80)
+
+
+def test_frame_mask_crop_round_trip():
+    m = np.zeros((48, 64), bool)
+    m[10:20, 30:35] = True
+    m[12, 40] = True
+    fm = FrameMask.from_dense(3, 30, m, 0.9)
+    assert fm.box == (30, 10, 41, 20) and fm.area == m.sum() and not fm.empty
+    np.testing.assert_array_equal(fm.dense(), m)
+    empty = FrameMask.from_dense(0, 0, np.zeros((48, 64), bool), 0.7)
+    assert empty.empty and empty.score == 0.0 and empty.dense().shape == (48, 64)
+
+
+def test_depth_mask_to_color_inverts_color_mask_to_depth():
+    di = Intrinsics(577.87, 577.87, 319.5, 239.5, 640, 480)
+    ci = Intrinsics(1169.6, 1167.1, 646.3, 489.9, 1296, 968)  # ScanNet-like: other resolution and aspect
+    rng = np.random.default_rng(0)
+    dmask = np.zeros((480, 640), bool)
+    dmask[100:300, 200:450] = True
+    dmask[rng.random((480, 640)) < 0.01] = True
+    back = color_mask_to_depth(depth_mask_to_color(dmask, ci, di), ci, di)
+    # exact wherever the depth ray lands inside the colour image
+    inside = color_mask_to_depth(np.ones((968, 1296), bool), ci, di)
+    np.testing.assert_array_equal(back[inside], dmask[inside])
+
+
+def test_build_tracker_rejects_unknown_names():
+    with pytest.raises(ConfigError, match="unknown tracker"):
+        build_tracker("magic")
+
+
+# ---------------------------------------------------------------------------------------------- geometric
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_geometric_key_frame_segments_the_boxed_object_not_floor_or_neighbour(tmp_path):
+    frames, ids = object_frames(4)
+    tracker = build_tracker("geometric")
+    for frame, inst in zip(frames, ids):
+        box = gt_box_2d(inst)
+        mask, _, note = tracker.segment_key_frame(frame, box)
+        assert note == ""
+        truth = color_mask_to_depth(inst == 1, frame.color_intrinsics, frame.depth_intrinsics)
+        assert _mask_iou(mask, truth) > 0.85
+        neighbour = color_mask_to_depth(inst == 2, frame.color_intrinsics, frame.depth_intrinsics)
+        assert (mask & neighbour).sum() < 0.02 * mask.sum()
+
+
+def test_geometric_tracker_follows_the_object_over_all_frames(tmp_path):
+    scan, ids = object_scan(tmp_path, n=8)
+    with open_scene(scan) as scene:
+        result = build_tracker("geometric").track(scene, range(len(scene)), 3, gt_box_2d(ids[3]))
+        assert result.positions == list(range(8)) and result.key_position == 3
+        for m, inst in zip(result.masks, ids):
+            assert m.shape == inst.shape and m.frame_index == scene.frame_ids[m.position]
+            assert _mask_iou(m.dense(), inst == 1) > 0.8, m.position
+            assert 0 < m.score <= 1
+
+
+def test_geometric_tracker_reports_empty_key_mask_without_depth(tmp_path):
+    frames, ids = object_frames(3)
+    f = frames[1]
+    box = gt_box_2d(ids[1])
+    dead = Frame(f.index, f.timestamp, f.color, np.zeros_like(f.depth), f.color_intrinsics, f.depth_intrinsics, f.pose)
+    mask, _, note = build_tracker("geometric").segment_key_frame(dead, box)
+    assert not mask.any() and "no valid depth" in note
+
+
+# ---------------------------------------------------------------------------------------------- SAM2
+sam2 = pytest.importorskip("sam2")
+
+
+@pytest.fixture(scope="module")
+def sam2_tracker():
+    from scener1.tracking.sam2_tracker import SAM2Tracker
+
+    # random weights (no checkpoint), tiny config, small input: a CPU run takes seconds
+    return SAM2Tracker("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu", image_size=256,
+                       min_area_px=0, max_area_share=1.01, min_box_iou=0.0, min_geometry_agreement=0.0)
+
+
+@pytest.mark.slow
+def test_sam2_propagates_both_ways_and_answers_every_requested_frame(sam2_tracker, tmp_path):
+    scan, ids = object_scan(tmp_path, n=6)
+    with open_scene(scan) as scene:
+        positions = [0, 1, 2, 4, 5]  # a window with a gap: 3 is not requested
+        result = sam2_tracker.track(scene, positions, 2, gt_box_2d(ids[2]))
+        assert result.positions == positions and result.tracker == "sam2"
+        prop = result.info["propagated"]
+        assert prop["forward"] == [2, 4, 5] and prop["backward"] == [2, 1, 0]
+        ci = scene.color_intrinsics
+        for m in result.masks:
+            assert m.shape == (ci.height, ci.width) and m.frame_index == scene.frame_ids[m.position]
+        # a second query on the same predictor starts from a clean state (reset_state between queries)
+        again = sam2_tracker.track(scene, positions, 2, gt_box_2d(ids[2]))
+        for a, b in zip(result.masks, again.masks):
+            np.testing.assert_array_equal(a.dense(), b.dense())
+        budget = type(sam2_tracker)(device="cpu", image_size=256, max_frames=3).track(scene, positions, 2, gt_box_2d(ids[2]))
+        assert budget.positions == positions and budget.info["window_frames"] == 3
+        assert sum(m.note == "over the frame budget" for m in budget.masks) == 2
+
+
+def test_sam2_filter_drops_lost_object_masks(tmp_path):
+    from scener1.tracking.sam2_tracker import SAM2Tracker
+
+    scan, ids = object_scan(tmp_path, n=4)
+    tracker = SAM2Tracker(device="cpu")  # the filter needs no model
+    with open_scene(scan) as scene:
+        ci = scene.color_intrinsics
+        box = check_box(gt_box_2d(ids[1]), ci.width, ci.height)
+
+        def logits(mask):
+            return np.where(mask, 5.0, -5.0).astype(np.float32)
+
+        whole = np.ones((ci.height, ci.width), bool)
+        wrong_place = np.zeros_like(whole)
+        wrong_place[:20, :20] = True  # the object projects elsewhere in frame 3
+        good = {0: logits(ids[0] == 1), 1: logits(ids[1] == 1), 2: logits(whole), 3: logits(wrong_place)}
+        masks, info = tracker._filter(scene, [0, 1, 2, 3], [0, 1, 2, 3], 1, box, good)
+        assert not masks[0].empty and not masks[1].empty
+        assert masks[2].empty and "covers the image" in masks[2].note
+        assert masks[3].empty and "geometry" in masks[3].note
+        # a key-frame mask far from the prompt box rejects the whole track
+        bad_key = dict(good)
+        bad_key[1] = logits(wrong_place)
+        masks, _ = tracker._filter(scene, [0, 1, 2, 3], [0, 1, 2, 3], 1, box, bad_key)
+        assert all(m.empty for m in masks) and "prompt box" in masks[1].note
+
+
+def test_sam2_bad_configuration_gets_clear_errors(tmp_path):
+    from scener1.tracking.sam2_tracker import SAM2Tracker
+
+    with pytest.raises(ConfigError, match="unknown SAM2 config"):
+        SAM2Tracker("configs/sam2.1/nope.yaml", device="cpu")
+    with pytest.raises(ConfigError, match="inside the sam2 package"):
+        SAM2Tracker("../../etc/passwd", device="cpu")
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        SAM2Tracker(checkpoint=tmp_path / "missing.pt", device="cpu")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ScenerError, match="cannot load SAM2 checkpoint"):
+        SAM2Tracker(checkpoint=bad, device="cpu", image_size=256).predictor
