@@ -92,6 +92,92 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_queries(path: str) -> list[str]:
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"queries file does not exist: {p}")
+    text = p.read_text()
+    if p.suffix == ".json":
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p} is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise ConfigError(f"{p} must hold a JSON list of strings or of objects with a 'query'")
+        queries = [it.get("query") if isinstance(it, dict) else it for it in items]
+        if not all(isinstance(q, str) and q.strip() for q in queries):
+            raise ConfigError(f"{p}: every entry must be a non-empty string or have a 'query' string")
+    else:
+        queries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not queries:
+        raise ConfigError(f"{p} holds no queries")
+    return queries
+
+
+def _print_result(res: dict) -> None:
+    def short(text, n=160):
+        text = " ".join((text or "").split())
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    print(f"query    {res['query']}")
+    print(f"status   {res['status']}" + "".join(f"\n  note   {n}" for n in res["notes"]))
+    if res["window"]:
+        print(f"when     {res['window'][0]:.1f}s to {res['window'][1]:.1f}s   think: {short(res['think']['temporal'])}")
+    if res["box_2d"]:
+        print(f"where    frame {res['frame']} box {res['box_2d']} label {res['label']!r}   "
+              f"think: {short(res['think']['image'])}")
+    if res["box_3d"]:
+        c, z = res["box_3d"]["center"], res["box_3d"]["size"]
+        print(f"3D       centre ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}) m  size ({z[0]:.2f}, {z[1]:.2f}, {z[2]:.2f}) m  "
+              f"[{res['coordinate_frame']}] from {res['n_points']} points on {len(res['frames_used'])} frames")
+    print(f"seconds  " + "  ".join(f"{k} {v:.2f}" for k, v in res["seconds"].items()))
+
+
+def cmd_ground(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .pipeline import Pipeline, write_result, write_scene_cloud
+
+    if bool(args.query) == bool(args.queries):
+        raise ConfigError("give exactly one of --query TEXT or --queries FILE")
+    queries = [args.query] if args.query else _read_queries(args.queries)
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model.path={args.model}")
+    if args.tracker:
+        overrides.append(f"tracker.name={args.tracker}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out must be a folder, {out} is a file")
+    # one folder per query with --queries; finished ones (result.json present) are skipped on a rerun
+    dirs = [out] if args.query else [out / f"q{k:03d}" for k in range(len(queries))]
+    todo = [k for k, d in enumerate(dirs) if args.overwrite or not (d / "result.json").is_file()]
+    if not todo:
+        print(f"all {len(queries)} queries already have results in {out} (use --overwrite to redo them)")
+        return 0
+    pipeline = Pipeline.from_config(args.config, overrides)
+    with _open(args) as scene:
+        results = pipeline.ground_many(scene, [queries[k] for k in todo], progress=len(todo) > 1)
+        for k, result in zip(todo, results):
+            write_result(result, scene, dirs[k])
+            _print_result(result.to_json())
+            print(f"wrote    {dirs[k]}\n")
+        if pipeline.output.scene_cloud and not (out / "scene.ply").is_file():
+            write_scene_cloud(scene, out, voxel=pipeline.output.scene_cloud_voxel)
+    if args.queries:
+        with open(out / "results.jsonl", "w") as f:
+            for k, d in enumerate(dirs):
+                res = json.loads((d / "result.json").read_text())
+                res.pop("trace", None)
+                f.write(json.dumps({"id": k, "dir": d.name, **res}) + "\n")
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from .viz import load_result_view, render_png, show
 
@@ -130,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aligned", action="store_true", help="write the cloud in the scene's axis-aligned frame")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("ground", help="find the 3D object a query describes (temporal -> image -> track -> lift)")
+    _scene_args(p)
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--query", metavar="TEXT", help='e.g. "the brown chair to the right of the table"')
+    q.add_argument("--queries", metavar="FILE", help="many queries on one scene: a text file (one per line) or a "
+                   "JSON list; frames are decoded and the model loaded once")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (result.json, overlay.png, object.ply)")
+    p.add_argument("--model", metavar="DIR", help="VLM weights (directory or HF-cache repo id); = model.path=DIR")
+    p.add_argument("--tracker", choices=("geometric", "sam2"), help="= tracker.name=NAME")
+    p.add_argument("--config", metavar="FILE", help="a YAML config or a preset name in configs/ (default: default)")
+    p.add_argument("--overwrite", action="store_true", help="redo queries that already have a result")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any config option, e.g. lifting.max_depth=4")
+    p.set_defaults(func=cmd_ground)
 
     p = sub.add_parser("viz", help="show a result folder in 3D (scene cloud, object, boxes, camera path)")
     p.add_argument("result", metavar="DIR", help="a result folder (result.json, object.ply, scene.ply)")

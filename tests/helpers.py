@@ -29,21 +29,37 @@ def camera_pose(position, yaw: float, pitch: float = 0.0) -> np.ndarray:
     return T
 
 
-def render(K: Intrinsics, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact depth (metres) and colour of the box room from ``pose``."""
+#: Colours of boxes placed in the room (box i gets BOX_COLORS[i]).
+BOX_COLORS = np.array([[200, 60, 60], [60, 60, 200], [60, 170, 60], [210, 180, 40]], np.uint8)
+
+
+def render(K: Intrinsics, pose: np.ndarray, boxes=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact depth (metres), colour and instance ids (0 = room, i + 1 = ``boxes[i]``) seen from ``pose``.
+
+    ``boxes`` are axis-aligned (min corner, max corner) pairs standing in the room.
+    """
     u, v = np.meshgrid(np.arange(K.width), np.arange(K.height))
     rays_cam = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u, float)], -1)  # z = 1
     d = rays_cam @ pose[:3, :3].T
     o = pose[:3, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         t_axes = np.where(d > 0, (ROOM - o) / d, np.where(d < 0, (0 - o) / d, np.inf))
-    depth = t_axes.min(-1)  # ray parameter with z_cam = 1 is the depth itself
-    axis = t_axes.argmin(-1)
+        depth = t_axes.min(-1)  # ray parameter with z_cam = 1 is the depth itself
+        ids = np.zeros(depth.shape, np.int64)
+        for i, (lo, hi) in enumerate(boxes):
+            t1, t2 = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
+            near = np.nanmax(np.minimum(t1, t2), -1)
+            far = np.nanmin(np.maximum(t1, t2), -1)
+            hit = (near <= far) & (near > 0) & (near < depth)
+            depth = np.where(hit, near, depth)
+            ids = np.where(hit, i + 1, ids)
     p = o + d * depth[..., None]
     checker = (np.floor(p * 4).astype(int).sum(-1) % 2).astype(np.uint8)
-    base = np.array([[200, 60, 60], [60, 180, 60], [70, 70, 210]], np.uint8)[axis]
+    walls = np.array([[200, 60, 60], [60, 180, 60], [70, 70, 210]], np.uint8)[t_axes.argmin(-1)]
+    walls = (walls * 0.5 + 60).astype(np.uint8)  # muted, so that boxes stand out
+    base = np.where(ids[..., None] > 0, BOX_COLORS[np.maximum(ids - 1, 0) % len(BOX_COLORS)], walls)
     color = (base * (0.6 + 0.4 * checker[..., None])).astype(np.uint8)
-    return depth.astype(np.float32), color
+    return depth.astype(np.float32), color, ids
 
 
 @dataclass
@@ -67,8 +83,8 @@ def make_frames(n: int = 8, depth_size=(64, 48), color_scale: int = 1, first_ind
     frames = []
     for k in range(n):
         pose = camera_pose([2.0, 1.5, 1.3], yaw=2 * np.pi * k / n, pitch=0.2)
-        depth, _ = render(Kd, pose)
-        _, color = render(Kc, pose)
+        depth, _, _ = render(Kd, pose)
+        _, color, _ = render(Kc, pose)
         depth = np.round(depth * 1000) / 1000  # what a uint16-millimetre file holds
         index = first_index + k * step
         frames.append(Frame(index, index / 30.0, color, depth.astype(np.float32), Kc, Kd, pose))
@@ -166,3 +182,43 @@ def write_video(root: Path, scene: ToyScene, fps: float = 10.0, single_pose_file
 def distance_to_room(points: np.ndarray) -> np.ndarray:
     """Distance of each point to the nearest wall, floor or ceiling of the toy room."""
     return np.minimum(np.abs(points), np.abs(points - ROOM)).min(axis=1)
+
+
+# two boxes on the floor of the room: a target and a neighbour next to it
+TARGET = (np.array([2.55, 1.2, 0.0]), np.array([3.15, 1.7, 0.55]))  # (min, max) corners, metres
+NEIGHBOUR = (np.array([2.45, 1.95, 0.0]), np.array([2.95, 2.35, 0.8]))
+
+
+def object_frames(n: int = 10, depth_size=(160, 120), color_scale: int = 2, noise: float = 0.0, seed: int = 0):
+    """Frames on an arc around TARGET, looking at it, and their colour-resolution instance maps."""
+    rng = np.random.default_rng(seed)
+    w, h = depth_size
+    Kd = Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
+    Kc = Kd.scaled(w * color_scale, h * color_scale)
+    centre = (TARGET[0] + TARGET[1]) / 2
+    frames, ids_color = [], []
+    for k in range(n):
+        a = np.deg2rad(200 + 100 * k / max(n - 1, 1))  # from the room's middle, around the front of the target
+        pos = centre + np.array([1.5 * np.cos(a), 1.5 * np.sin(a), 1.1])
+        look = centre - pos
+        pose = camera_pose(pos, np.arctan2(look[1], look[0]), np.arctan2(-look[2], np.linalg.norm(look[:2])))
+        depth, _, _ = render(Kd, pose, [TARGET, NEIGHBOUR])
+        _, color, ids = render(Kc, pose, [TARGET, NEIGHBOUR])
+        if noise:
+            depth = depth * (1 + noise * rng.standard_normal(depth.shape)).astype(np.float32)
+        depth = np.round(depth * 1000) / 1000
+        frames.append(Frame(k, k / 30.0, color, depth.astype(np.float32), Kc, Kd, pose))
+        ids_color.append(ids)
+    return frames, ids_color
+
+
+def gt_box_2d(ids: np.ndarray, instance: int = 1) -> list[int]:
+    """The exclusive-corner pixel box of an instance."""
+    v, u = np.nonzero(ids == instance)
+    return [int(u.min()), int(v.min()), int(u.max()) + 1, int(v.max()) + 1]
+
+
+def object_scan(tmp_path, n: int = 10, noise: float = 0.0):
+    """A ScanNet-layout scan of the room with TARGET and NEIGHBOUR, and the per-frame instance maps."""
+    frames, ids = object_frames(n, noise=noise)
+    return write_scannet(tmp_path / "objscan", ToyScene(frames)), ids

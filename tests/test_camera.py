@@ -12,7 +12,7 @@ K = Intrinsics(50.0, 52.0, 31.5, 23.5, 64, 48)
 
 def test_back_project_lands_on_the_room_walls():
     pose = camera_pose([1.0, 1.0, 1.2], yaw=0.7, pitch=0.3)
-    depth, _ = render(K, pose)
+    depth, _, _ = render(K, pose)
     pts = back_project(depth, K, pose)
     assert pts.shape == (64 * 48, 3)
     assert distance_to_room(pts).max() < 1e-4
@@ -21,7 +21,7 @@ def test_back_project_lands_on_the_room_walls():
 
 def test_project_inverts_back_project():
     pose = camera_pose([2.0, 1.0, 1.5], yaw=-1.0)
-    depth, _ = render(K, pose)
+    depth, _, _ = render(K, pose)
     pts, rows, cols = back_project(depth, K, pose, return_pixels=True)
     uv, z = project(pts, K, pose)
     np.testing.assert_allclose(uv[:, 0], cols, atol=1e-3)
@@ -45,7 +45,7 @@ def test_back_project_respects_mask_and_depth_range():
 
 def test_visible_rejects_occluded_and_out_of_view_points():
     pose = camera_pose([2.0, 1.5, 1.2], yaw=0.0)  # looks along +x at the wall x = 4
-    depth, _ = render(K, pose)
+    depth, _, _ = render(K, pose)
     on_wall = np.array([[4.0, 1.5, 1.2]])
     occluded = np.array([[4.5, 1.5, 1.2]])  # behind the wall
     floating = np.array([[3.0, 1.5, 1.2]])  # in front of the wall: measured depth is larger
@@ -77,11 +77,11 @@ def test_color_mask_to_depth_follows_the_viewing_ray():
 def test_sample_colors_reads_the_colour_image_on_the_same_ray():
     Kc = K.scaled(128, 96)
     pose = camera_pose([2.0, 1.5, 1.2], yaw=0.4)
-    depth, _ = render(K, pose)
-    _, color = render(Kc, pose)
+    depth, _, _ = render(K, pose)
+    _, color, _ = render(Kc, pose)
     pts = back_project(depth, K)
     cols = sample_colors(color, Kc, pts)
-    _, color_lo = render(K, pose)
+    _, color_lo, _ = render(K, pose)
     agree = (cols == color_lo.reshape(-1, 3)).all(1).mean()
     assert agree > 0.9  # only checker edges may differ between the two resolutions
 

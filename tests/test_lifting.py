@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_frames
-from test_tracking import NEIGHBOUR, TARGET, gt_box_2d, object_scan
+from helpers import NEIGHBOUR, TARGET, gt_box_2d, make_frames, object_scan
 
 from scener1.data import open_scene
 from scener1.data.camera import back_project, color_mask_to_depth, sample_colors

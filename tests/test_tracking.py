@@ -4,84 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ROOM, camera_pose, write_scannet
+from helpers import NEIGHBOUR, TARGET, gt_box_2d, object_frames, object_scan
 
 from scener1.data import open_scene
 from scener1.data.camera import color_mask_to_depth, project
 from scener1.errors import ConfigError, ScenerError
 from scener1.tracking import FrameMask, build_tracker, check_box, depth_mask_to_color
 from scener1.types import Frame, Intrinsics
-
-# two boxes on the floor of the helpers' room: the target and a neighbour next to it
-TARGET = (np.array([2.55, 1.2, 0.0]), np.array([3.15, 1.7, 0.55]))  # (min, max) corners, metres
-NEIGHBOUR = (np.array([2.45, 1.95, 0.0]), np.array([2.95, 2.35, 0.8]))
-
-
-def _render(K: Intrinsics, pose: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact depth, colour and instance ids (0 = room, i + 1 = boxes[i]) of the room with boxes in it."""
-    u, v = np.meshgrid(np.arange(K.width), np.arange(K.height))
-    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u, float)], -1)
-    d = rays @ pose[:3, :3].T
-    o = pose[:3, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_room = np.where(d > 0, (ROOM - o) / d, np.where(d < 0, (0 - o) / d, np.inf)).min(-1)
-        depth, ids = t_room, np.zeros(t_room.shape, np.int64)
-        for i, (lo, hi) in enumerate(boxes):
-            t1, t2 = (lo - o) / d, (hi - o) / d
-            near = np.nanmax(np.minimum(t1, t2), -1)
-            far = np.nanmin(np.maximum(t1, t2), -1)
-            hit = (near <= far) & (near > 0) & (near < depth)
-            depth = np.where(hit, near, depth)
-            ids = np.where(hit, i + 1, ids)
-    p = o + d * depth[..., None]
-    checker = (np.floor(p * 5).astype(int).sum(-1) % 2).astype(np.uint8)
-    palette = np.array([[150, 150, 150], [200, 60, 60], [60, 60, 200]], np.uint8)
-    color = (palette[ids] * (0.7 + 0.3 * checker[..., None])).astype(np.uint8)
-    return depth.astype(np.float32), color, ids
-
-
-def object_frames(n: int = 10, depth_size=(160, 120), color_scale: int = 2, noise: float = 0.0, seed: int = 0):
-    """Frames on an arc around the target box, looking at it (colour twice the depth resolution)."""
-    rng = np.random.default_rng(seed)
-    w, h = depth_size
-    Kd = Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
-    Kc = Kd.scaled(w * color_scale, h * color_scale)
-    centre = (TARGET[0] + TARGET[1]) / 2
-    frames, ids_color = [], []
-    for k in range(n):
-        a = np.deg2rad(200 + 100 * k / max(n - 1, 1))  # from the room's middle, around the front of the target
-        pos = centre + np.array([1.5 * np.cos(a), 1.5 * np.sin(a), 1.1])
-        look = centre - pos
-        yaw = np.arctan2(look[1], look[0])
-        pitch = np.arctan2(-look[2], np.linalg.norm(look[:2]))
-        pose = camera_pose(pos, yaw, pitch)
-        depth, _, _ = _render(Kd, pose, [TARGET, NEIGHBOUR])
-        _, color, ids = _render(Kc, pose, [TARGET, NEIGHBOUR])
-        if noise:
-            depth = depth * (1 + noise * rng.standard_normal(depth.shape)).astype(np.float32)
-        depth = np.round(depth * 1000) / 1000
-        frames.append(Frame(k, k / 30.0, color, depth.astype(np.float32), Kc, Kd, pose))
-        ids_color.append(ids)
-    return frames, ids_color
-
-
-def gt_box_2d(ids: np.ndarray, instance: int = 1) -> list[int]:
-    v, u = np.nonzero(ids == instance)
-    return [int(u.min()), int(v.min()), int(u.max()) + 1, int(v.max()) + 1]
-
-
-class _Toy:
-    def __init__(self, frames):
-        self.frames = frames
-        self.K_color = frames[0].color_intrinsics
-        self.K_depth = frames[0].depth_intrinsics
-
-
-def object_scan(tmp_path, n: int = 10, noise: float = 0.0):
-    """A ScanNet-layout scan of the object scene, the per-frame instance images and the target AABB."""
-    frames, ids = object_frames(n, noise=noise)
-    return write_scannet(tmp_path / "objscan", _Toy(frames)), ids
-
 
 # ---------------------------------------------------------------------------------------------- interface
 def test_check_box_clips_overflow_and_rejects_bad_boxes():

@@ -93,3 +93,14 @@ def test_draw_overlay_marks_box_and_mask():
     assert tuple(out[39, 20]) == (255, 40, 40)  # bottom edge at y2 - 1 (exclusive y2)
     assert (out[45, 20] == 0).all()
     assert img.sum() == 0  # input untouched
+
+
+def test_camera_path_drops_zero_length_segments(tmp_path):
+    """A camera turning on the spot gives zero-length segments, which crash Filament's line renderer."""
+    from scener1.viz.view import path_layer
+
+    layer = path_layer(np.array([[0, 0, 1.3], [0, 0, 1.3], [1, 0, 1.3], [1, 0, 1.3]], float))
+    assert len(layer.points) == 2  # the one real segment
+    (tmp_path / "result.json").write_text(json.dumps({"camera_path": [[0, 0, 1.3]] * 5,
+                                                      "box_3d": {"center": [0, 0, 0], "size": [1, 1, 1]}}))
+    assert [l.name for l in load_result_view(tmp_path).layers] == ["box_3d"]

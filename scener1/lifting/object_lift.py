@@ -65,6 +65,7 @@ class LiftResult:
     frames_used: tuple[int, ...]  # frames (names) that contributed points
     cloud: PointCloud = field(repr=False)
     trace: dict[str, Any] = field(default_factory=dict, repr=False)
+    key_mask: np.ndarray | None = field(default=None, repr=False)  # tracker mask on the key frame (colour px)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +126,8 @@ def lift(
         positions = select_positions(scene, key_position, cfg.max_frames, cfg.window_s)
     track = tracker.track(scene, positions, key_position, cbox)
     t_track = time.perf_counter()
+    key = track.mask_at(key_position)
+    key_mask = None if key.empty else key.dense()
 
     def pairs():
         for m in track.masks:
@@ -150,7 +153,7 @@ def lift(
         },
     }
     if len(cleaned) < cfg.min_points:
-        key_note = track.mask_at(key_position).note
+        key_note = key.note
         if len(fused.cloud) == 0:
             reason = key_note or "the masks hold no depth within the validity range"
             reason = f"{reason} ({cfg.min_depth:g}-{cfg.max_depth:g} m)" if not key_note else reason
@@ -158,10 +161,12 @@ def lift(
             reason = f"only {len(cleaned)} points left after outlier removal (need {cfg.min_points})"
         empty = PointCloud(np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8))
         return LiftResult("no_points", reason, int(frame_index), cbox, frame_name, None, None, 0, frames_used,
-                          empty, trace)
+                          empty, trace, key_mask)
     cloud = cleaned.transformed(scene.axis_alignment) if aligned else cleaned
     aabb, obb = object_boxes(cloud.points, None, cfg.aabb_trim)
-    return LiftResult("ok", "", int(frame_index), cbox, frame_name, aabb, obb, len(cloud), frames_used, cloud, trace)
+    return LiftResult(
+        "ok", "", int(frame_index), cbox, frame_name, aabb, obb, len(cloud), frames_used, cloud, trace, key_mask
+    )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -60,8 +60,10 @@ def box_layer(name: str, corners: np.ndarray, color=(230, 40, 40), width: float 
 
 def path_layer(positions: np.ndarray, color=(40, 90, 230)) -> Layer:
     p = np.asarray(positions, float)
-    seg = np.repeat(p, 2, axis=0)[1:-1] if len(p) > 1 else np.zeros((0, 3))
-    return Layer("camera_path", seg, np.array(color, np.uint8), kind="lines", size=2.0)
+    seg = np.repeat(p, 2, axis=0)[1:-1].reshape(-1, 2, 3) if len(p) > 1 else np.zeros((0, 2, 3))
+    # zero-length segments (a camera turning on the spot) crash Filament's line renderer
+    seg = seg[np.linalg.norm(seg[:, 1] - seg[:, 0], axis=1) > 1e-6]
+    return Layer("camera_path", seg.reshape(-1, 3), np.array(color, np.uint8), kind="lines", size=2.0)
 
 
 def load_result_view(result_dir: str | Path) -> SceneView:
@@ -73,8 +75,10 @@ def load_result_view(result_dir: str | Path) -> SceneView:
     if not root.is_dir():
         raise ScenerError(f"result folder does not exist: {root}")
     layers: list[Layer] = []
-    if (root / "scene.ply").is_file():
-        scene = read_ply(root / "scene.ply")
+    # `scener1 ground --queries` writes one scene.ply beside the per-query folders
+    scene_ply = next((p for p in (root / "scene.ply", root.parent / "scene.ply") if p.is_file()), None)
+    if scene_ply is not None:
+        scene = read_ply(scene_ply)
         layers.append(Layer("scene", scene.points, scene.colors, size=2.0))
     if (root / "object.ply").is_file():
         obj = read_ply(root / "object.ply")
@@ -92,7 +96,9 @@ def load_result_view(result_dir: str | Path) -> SceneView:
     if obb.get("center") is not None and obb.get("size") is not None:
         layers.append(box_layer("obb", box_corners(obb["center"], obb["size"], obb.get("rotation")), (40, 170, 60)))
     if result.get("camera_path"):
-        layers.append(path_layer(np.asarray(result["camera_path"], float)))
+        path = path_layer(np.asarray(result["camera_path"], float))
+        if len(path.points):
+            layers.append(path)
     if not layers:
         raise ScenerError(f"{root}: nothing to show (expected scene.ply, object.ply or result.json)")
     return SceneView(layers)
