@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720, help="render height in pixels (default 720)")
     p.set_defaults(func=cmd_viz)
 
+    from .synth import cli as synth_cli  # cheap: heavy modules load in run()
+
+    p = sub.add_parser("synth", help="generate synthetic RGB-D scenes with full ground truth and annotations")
+    synth_cli.add_arguments(p)
+    p.set_defaults(func=synth_cli.run)
+
     from .lifting import cli as lift_cli  # standard library only until run()
 
     p = sub.add_parser("lift", help="turn a 2D box on one frame into a 3D object (tracking + lifting)")
