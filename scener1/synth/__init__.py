@@ -9,33 +9,25 @@ annotations (see :mod:`scener1.synth.writer` for the files).
 >>> from scener1.synth import generate_scene
 >>> path = generate_scene("outputs/synth", seed=0, frames=60)   # doctest: +SKIP
 
-Importing this package is cheap; Open3D is imported only when rendering starts.
+Importing this package is cheap: names load their module on first use, Open3D only when rendering starts.
 """
 
 from __future__ import annotations
 
-from .generator import (
-    DEMO_SEED,
-    SynthScene,
-    build_scene,
-    default_intrinsics,
-    ensure_demo_scene,
-    generate_dataset,
-    generate_scene,
-    preview_frames,
-    scene_name,
-)
-from .writer import write_annotations
+from .._lazy import lazy_exports
 
-__all__ = [
-    "DEMO_SEED",
-    "SynthScene",
-    "build_scene",
-    "default_intrinsics",
-    "ensure_demo_scene",
-    "generate_dataset",
-    "generate_scene",
-    "preview_frames",
-    "scene_name",
-    "write_annotations",
-]
+_EXPORTS = {
+    "DEMO_SEED": "generator",
+    "SynthScene": "generator",
+    "build_scene": "generator",
+    "default_intrinsics": "generator",
+    "ensure_demo_scene": "generator",
+    "generate_dataset": "generator",
+    "generate_scene": "generator",
+    "preview_frames": "generator",
+    "scene_name": "generator",
+    "write_annotations": "writer",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
