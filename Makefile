@@ -15,9 +15,7 @@ $(STAMP): pyproject.toml tools/setup_env.sh
 	@touch $(STAMP)
 
 demo: install
-	$(BIN)/scener1 info --scene assets/demo_scene
-	$(BIN)/scener1 fuse --scene assets/demo_scene --out $(OUT)/cloud.ply --voxel 0.02
-	@echo "demo: wrote $(OUT)/cloud.ply"
+	$(BIN)/scener1 demo --out $(OUT)
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -190,6 +190,13 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, render=not args.no_render)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scener1",
@@ -197,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scener1 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the embedded default end to end on the synthetic demo scene")
+    p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output folder (default outputs/demo)")
+    p.add_argument("--no-render", action="store_true", help="skip the offscreen render")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="describe a scene: format, frames, resolutions, fps, poses, alignment")
     _scene_args(p)

@@ -149,11 +149,15 @@ def _default_camera(view: SceneView) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = view.bounds()
     center = (lo + hi) / 2
     extent = max(float(np.max(hi - lo)), 1e-3)
-    eye = center + np.array([-0.6, -0.9, 1.1]) * extent  # a three-quarter view from above (z up)
+    eye = center + np.array([-0.4, -0.6, 0.75]) * extent  # a three-quarter view from above (z up)
     return center, eye
 
 
 def _render_child(view: SceneView, path: str, width: int, height: int, center, eye) -> None:
+    # Filament and the Vulkan loader print device chatter on the C streams; the parent reports failures
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
     import open3d as o3d
 
     rendering = o3d.visualization.rendering
