@@ -47,7 +47,7 @@ def wall_point(yaw: float) -> np.ndarray:
     """Where the toy camera's central ray at ``yaw`` meets the room."""
     pose = camera_pose([2.0, 1.5, 1.3], yaw=yaw, pitch=0.2)
     K = Intrinsics(10.0, 10.0, 2.0, 2.0, 5, 5)
-    depth, _ = render(K, pose)
+    depth, _, _ = render(K, pose)
     return pose[:3, 3] + pose[:3, 2] * float(depth[2, 2])
 
 

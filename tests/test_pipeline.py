@@ -31,6 +31,16 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """A small generated dataset: one furnished room, 24 frames at 160x120, with its annotations."""
+    from scener1.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, 1, 5, frames=24, size=(160, 120), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
 def scan(tmp_path_factory):
     path, ids = object_scan(tmp_path_factory.mktemp("scan"), n=8)
     return path, ids
@@ -86,11 +96,12 @@ def test_every_default_section_builds():
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
-def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, scan):
+def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, synth_root):
     """Random weights answer garbage: the fallbacks must carry the run to a well-formed, honest result."""
     pipe = Pipeline.from_config(None, [f"model.path={tiny_model}", *SMALL])
-    with open_scene(scan[0]) as scene:
-        result = pipe.ground(scene, "the red box next to the blue one")
+    query = json.loads((synth_root / "ScanRefer_synth.json").read_text())[0]["description"]
+    with open_scene(synth_root / "synth_s5_000") as scene:
+        result = pipe.ground(scene, query)
     out = result.to_json()
     json.dumps(out)  # strictly serialisable
     assert out["status"] in STATUSES
@@ -98,13 +109,13 @@ def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, scan):
     if out["status"] != "ok":
         assert all(n.split(":")[0] in ("temporal", "image", "lifting") for n in out["notes"])
     assert out["window"][0] <= out["window"][1]
-    assert len(out["box_2d"]) == 4 and out["frame"] in range(8)
+    assert len(out["box_2d"]) == 4 and out["frame"] in range(24)
     for stage in ("temporal", "image"):
         trace = out["trace"][stage]
         assert trace["prompt"] and "raw_output" in trace and trace["seconds"] >= 0
     assert set(out["seconds"]) == {"temporal", "image", "lifting", "total"}
-    assert out["coordinate_frame"] == "axis_aligned"  # the toy scan has an axisAlignment
-    assert len(out["camera_path"]) == 8
+    assert out["coordinate_frame"] == "axis_aligned"  # synthetic scenes carry an (identity) axisAlignment
+    assert len(out["camera_path"]) == 24
 
 
 def test_recorded_answers_give_the_right_span_frame_box_and_3d_object(tiny_model, scan):
@@ -181,3 +192,22 @@ def test_ground_cli_bad_input(tiny_model, scan, tmp_path):
     code, _, err = run_cli("ground", "--scene", scan[0], "--query", "x", "--model", tiny_model,
                            "--out", tmp_path / "o", "lifting.bogus=1")
     assert code == 2 and "lifting.bogus" in err
+
+
+@pytest.mark.slow
+def test_eval_run_with_the_pipeline_predictor(tiny_model, synth_root, tmp_path):
+    """scener1 eval --run drives the pipeline over a benchmark's scans and scores what it wrote."""
+    out = tmp_path / "eval"
+    args = ["eval", "synth", "--annotations", synth_root, "--run", "--predictor", "pipeline",
+            "--predictor-arg", f"model={tiny_model}", "--scans", synth_root, "--limit", "2", "--out", out]
+    for opt in SMALL:
+        args += ["--predictor-arg", opt]
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["id"].startswith("scanrefer:") and row["status"] in STATUSES
+        assert row["box_3d"] is None or len(row["box_3d"]["size"]) == 3
+    results = json.loads((out / "results.json").read_text())
+    assert "synth/scanrefer" in json.dumps(results)

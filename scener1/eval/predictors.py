@@ -18,7 +18,12 @@ from .items import Item
 #: built-in predictors
 PREDICTORS = {
     "oracle": "the ground truth itself: checks data paths, formats and scoring end to end (scores 100)",
+    "pipeline": "scener1's grounding pipeline on the scans of --scans (options: config=FILE, model=DIR, and any "
+    "pipeline option as KEY=VALUE, e.g. tracker.name=sam2); answers the grounding benchmarks",
 }
+
+#: Item tasks the pipeline predictor answers, and how its box becomes a prediction.
+_GROUNDING_TASKS = ("grounding", "referit3d", "multi_grounding")
 
 
 def parse_options(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -37,6 +42,8 @@ def make_predictor(spec: str, benchmark: Benchmark, options: Mapping[str, str] |
         if options:
             raise ConfigError("the oracle predictor takes no options")
         return benchmark.oracle
+    if spec == "pipeline":
+        return pipeline_predictor(benchmark, **options)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"unknown predictor {spec!r}: use {' or '.join(PREDICTORS)} or MODULE:FACTORY")
@@ -51,3 +58,42 @@ def make_predictor(spec: str, benchmark: Benchmark, options: Mapping[str, str] |
     if not callable(predict_fn):
         raise ConfigError(f"--predictor {spec}: the factory must return a callable predict_fn(item) -> dict")
     return predict_fn
+
+
+def pipeline_predictor(benchmark: Benchmark, config: str | None = None, model: str | None = None,
+                       **overrides: str) -> Callable[[Item], dict]:
+    """``predict_fn`` grounding each item's text with :class:`scener1.pipeline.Pipeline` on its scene.
+
+    The model and tracker are loaded once; the last scene stays open, so runs sharded ``--shard-by scene``
+    decode each scan once. Boxes must be in the scan's axis-aligned frame, as the benchmarks' are: a scan
+    without an axis alignment is answered with an error (scored as wrong) instead of a box in the wrong frame.
+    """
+    from ..data import open_scene
+    from ..errors import ScenerError
+    from ..pipeline import Pipeline
+
+    settings = [f"{k}={v}" for k, v in overrides.items()] + ([f"model.path={model}"] if model else [])
+    pipe = Pipeline.from_config(config, settings)
+    opened: dict[str, object] = {}
+
+    def predict(item: Item) -> dict:
+        if item.task not in _GROUNDING_TASKS:
+            raise ScenerError(f"the pipeline predictor grounds objects; it does not answer {item.task} items")
+        if item.scene_path is None:
+            raise ScenerError(f"scene {item.scene_id} not found under --scans")
+        if item.scene_path not in opened:
+            for scene in opened.values():
+                scene.close()
+            opened.clear()
+            opened[item.scene_path] = open_scene(item.scene_path)
+        result = pipe.ground(opened[item.scene_path], item.text).to_json()
+        if result["box_3d"] is not None and result["coordinate_frame"] != "axis_aligned":
+            raise ScenerError(f"scene {item.scene_id} has no axis alignment (add its meta file): "
+                              "boxes would not be in the benchmark's frame")
+        boxes = [] if result["box_3d"] is None else [result["box_3d"]]
+        answer = {"boxes_3d": boxes} if item.task == "multi_grounding" else {"box_3d": result["box_3d"]}
+        if item.task != "multi_grounding" and result["box_3d"] is None:
+            raise ScenerError(f"no 3D box: {result['status']} ({'; '.join(result['notes'])})")
+        return {**answer, "status": result["status"], "frame": result["frame"], "box_2d": result["box_2d"]}
+
+    return predict
