@@ -12,28 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_args import add_scene_arguments, open_scene_from_args
 from .errors import ScenerError
 
-FORMATS = ("sens", "video", "scannet", "7scenes", "posed_images")  # keep in step with scener1.data.READERS
-
-
-def _scene_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scene")
-    g.add_argument("--scene", required=True, metavar="PATH", help="scene folder, .sens file or video file")
-    g.add_argument("--format", choices=FORMATS, help="scene layout (detected when omitted)")
-    g.add_argument("--meta", metavar="FILE", help="ScanNet sceneXXXX_XX.txt (depth intrinsics, axisAlignment)")
-    g.add_argument("--fps", type=float, metavar="R", help="capture rate for sources without timestamps (default 30)")
-    g.add_argument("--depth-scale", type=float, metavar="S", help="raw depth units per metre (default 1000)")
-
-
-def _open(args: argparse.Namespace):
-    from .data import open_scene
-
-    return open_scene(args.scene, args.format, fps=args.fps, depth_scale=args.depth_scale, meta=args.meta)
-
-
 def cmd_info(args: argparse.Namespace) -> int:
-    with _open(args) as scene:
+    with open_scene_from_args(args) as scene:
         info = scene.summary()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -68,7 +51,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise ConfigError(f"--voxel must be >= 0, got {args.voxel}")
     if not 0 <= args.min_depth < args.max_depth:
         raise ConfigError("--min-depth must be >= 0 and below --max-depth")
-    with _open(args) as scene:
+    with open_scene_from_args(args) as scene:
         if args.aligned and scene.axis_alignment is None:
             raise ConfigError(f"--aligned: {scene.path} has no axis alignment (pass --meta sceneXXXX_XX.txt)")
         positions = sample_frames(scene.timestamps, scene.valid_poses, stride=args.stride, max_frames=args.max_frames)
@@ -134,7 +117,7 @@ def _print_result(res: dict) -> None:
         c, z = res["box_3d"]["center"], res["box_3d"]["size"]
         print(f"3D       centre ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}) m  size ({z[0]:.2f}, {z[1]:.2f}, {z[2]:.2f}) m  "
               f"[{res['coordinate_frame']}] from {res['n_points']} points on {len(res['frames_used'])} frames")
-    print(f"seconds  " + "  ".join(f"{k} {v:.2f}" for k, v in res["seconds"].items()))
+    print("seconds  " + "  ".join(f"{k} {v:.2f}" for k, v in res["seconds"].items()))
 
 
 def cmd_ground(args: argparse.Namespace) -> int:
@@ -161,7 +144,7 @@ def cmd_ground(args: argparse.Namespace) -> int:
         print(f"all {len(queries)} queries already have results in {out} (use --overwrite to redo them)")
         return 0
     pipeline = Pipeline.from_config(args.config, overrides)
-    with _open(args) as scene:
+    with open_scene_from_args(args) as scene:
         results = pipeline.ground_many(scene, [queries[k] for k in todo], progress=len(todo) > 1)
         for k, result in zip(todo, results):
             write_result(result, scene, dirs[k])
@@ -211,12 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="describe a scene: format, frames, resolutions, fps, poses, alignment")
-    _scene_args(p)
+    add_scene_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("fuse", help="fuse a scene's posed depth frames into a coloured point cloud (.ply)")
-    _scene_args(p)
+    add_scene_arguments(p)
     p.add_argument("--out", required=True, metavar="FILE", help="output point cloud (.ply)")
     p.add_argument("--stride", type=int, default=1, metavar="N", help="use every N-th frame (default 1)")
     p.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames, evenly spread")
@@ -230,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("ground", help="find the 3D object a query describes (temporal -> image -> track -> lift)")
-    _scene_args(p)
+    add_scene_arguments(p)
     q = p.add_mutually_exclusive_group()
     q.add_argument("--query", metavar="TEXT", help='e.g. "the brown chair to the right of the table"')
     q.add_argument("--queries", metavar="FILE", help="many queries on one scene: a text file (one per line) or a "

@@ -9,17 +9,12 @@ import argparse
 import json
 from pathlib import Path
 
-FORMATS = ("sens", "video", "scannet", "7scenes", "posed_images")  # keep in step with scener1.data.READERS
+from ..cli_args import add_scene_arguments, open_scene_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``lift`` options (scene options included) to a (sub)parser."""
-    g = p.add_argument_group("scene")
-    g.add_argument("--scene", required=True, metavar="PATH", help="scene folder, .sens file or video file")
-    g.add_argument("--format", choices=FORMATS, help="scene layout (detected when omitted)")
-    g.add_argument("--meta", metavar="FILE", help="ScanNet sceneXXXX_XX.txt (depth intrinsics, axisAlignment)")
-    g.add_argument("--fps", type=float, metavar="R", help="capture rate for sources without timestamps (default 30)")
-    g.add_argument("--depth-scale", type=float, metavar="S", help="raw depth units per metre (default 1000)")
+    add_scene_arguments(p)
     g = p.add_argument_group("prompt")
     g.add_argument("--frame", required=True, type=int, metavar="IDX",
                    help="key frame, as named by the scene's files (pose/17.txt -> 17)")
@@ -45,7 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scener1 lift``; bad input raises a one-line :class:`~scener1.errors.ScenerError`."""
-    from ..data import open_scene
     from ..errors import ConfigError
     from ..tracking import build_tracker
     from .fusion import write_ply
@@ -68,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                                 device=args.device, image_size=args.sam2_image_size)
     else:
         tracker = build_tracker("geometric")
-    with open_scene(args.scene, args.format, fps=args.fps, depth_scale=args.depth_scale, meta=args.meta) as scene:
+    with open_scene_from_args(args) as scene:
         result = lift(scene, args.frame, args.box, tracker=tracker, config=config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")

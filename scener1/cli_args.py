@@ -1,0 +1,27 @@
+"""Argument groups shared by the command modules (``scener1 info/fuse/ground/lift/vqa``).
+
+Standard library only: the parser is built before any command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("sens", "video", "scannet", "7scenes", "posed_images")  # keep in step with scener1.data.READERS
+
+
+def add_scene_arguments(p: argparse.ArgumentParser) -> None:
+    """``--scene PATH`` and the options that tell the readers how to read it."""
+    g = p.add_argument_group("scene")
+    g.add_argument("--scene", required=True, metavar="PATH", help="scene folder, .sens file or video file")
+    g.add_argument("--format", choices=FORMATS, help="scene layout (detected when omitted)")
+    g.add_argument("--meta", metavar="FILE", help="ScanNet sceneXXXX_XX.txt (depth intrinsics, axisAlignment)")
+    g.add_argument("--fps", type=float, metavar="R", help="capture rate for sources without timestamps (default 30)")
+    g.add_argument("--depth-scale", type=float, metavar="S", help="raw depth units per metre (default 1000)")
+
+
+def open_scene_from_args(args: argparse.Namespace):
+    """The scene named by :func:`add_scene_arguments`' options."""
+    from .data import open_scene
+
+    return open_scene(args.scene, args.format, fps=args.fps, depth_scale=args.depth_scale, meta=args.meta)
