@@ -198,3 +198,87 @@ def resolve_prompt_version(info: ModelPromptInfo | None, requested: str | None =
             f"'{requested}' was asked for; drop the setting or use '{info.prompt_version}'"
         )
     return info.prompt_version
+
+
+# --------------------------------------------------------------------- 3D visual question answering
+@dataclass(frozen=True)
+class VQAPromptSet:
+    """The frozen wording of the VQA head under one version.
+
+    ``question`` takes ``{num_frames}``, ``{timestamps}``, ``{situation}``, ``{facts}``, ``{question}``, ``{options}``
+    and ``{answer_hint}``; the blocks (``situation``, ``facts``, ``options``) are empty or end with a newline.
+    ``answer_hints`` is chosen by the kind of answer wanted.
+    """
+
+    version: str
+    question: str
+    situation: str
+    facts: str
+    options: str
+    answer_hints: Mapping[str, str]
+
+
+_VQA_V1 = VQAPromptSet(
+    version="v1",
+    question=(
+        "The video shows an indoor scene in {num_frames} frames taken at {timestamps} seconds.\n"
+        "{situation}{facts}Question: {question}\n{options}"
+        "First reason about the scene inside <think> </think> tags, then give the final answer inside "
+        "<answer> </answer> tags: {answer_hint}"
+    ),
+    situation="Situation: {situation}\n",
+    facts=(
+        "Measurements from the 3D reconstruction of the scene (metres, z is up):\n{facts}\n"
+        "Use them where they answer the question.\n"
+    ),
+    options="Options:\n{options}\n",
+    answer_hints={
+        "number": "a single number without units, for example <answer>2.5</answer>.",
+        "choice": "only the letter of the correct option, for example <answer>B</answer>.",
+        "text": "a short phrase of a few words, for example <answer>brown wooden chair</answer>.",
+    },
+)
+
+#: Every released VQA wording, by version (independent of the grounding prompts' versions). Never edit one.
+VQA_PROMPT_SETS: dict[str, VQAPromptSet] = {_VQA_V1.version: _VQA_V1}
+DEFAULT_VQA_PROMPT_VERSION = "v1"
+MAX_FACT_LINES = 40
+
+
+def get_vqa_prompts(version: str | None = None) -> VQAPromptSet:
+    """The VQA prompt set named ``version`` (the default when ``None``)."""
+    version = DEFAULT_VQA_PROMPT_VERSION if version is None else version
+    try:
+        return VQA_PROMPT_SETS[version]
+    except KeyError:
+        raise ConfigError(f"unknown VQA prompt version '{version}'; known: {', '.join(VQA_PROMPT_SETS)}") from None
+
+
+def vqa_messages(
+    question: str,
+    timestamps: Sequence[float],
+    answer_kind: str,
+    options: Sequence[str] = (),
+    facts: Sequence[str] = (),
+    situation: str | None = None,
+    version: str | None = None,
+) -> list[dict[str, Any]]:
+    """Chat messages of the VQA head: the video, the question (with options, the agent's situation and the
+    measured 3D facts when given) and the answer format for ``answer_kind`` (number / choice / text)."""
+    prompts = get_vqa_prompts(version)
+    if answer_kind not in prompts.answer_hints:
+        raise ConfigError(f"unknown answer kind '{answer_kind}'; choose from {', '.join(prompts.answer_hints)}")
+    times = [float(t) for t in timestamps]
+    if not times:
+        raise ConfigError("the VQA prompt needs at least one frame")
+    fact_lines = [clean_query(f) for f in facts if str(f).strip()][:MAX_FACT_LINES]
+    text = prompts.question.format(
+        num_frames=len(times),
+        timestamps=", ".join(_seconds(t) for t in times),
+        situation=prompts.situation.format(situation=clean_query(situation)) if situation else "",
+        facts=prompts.facts.format(facts="\n".join(f"- {f}" for f in fact_lines)) if fact_lines else "",
+        question=clean_query(question),
+        options=prompts.options.format(options="\n".join(clean_query(o) for o in options)) if options else "",
+        answer_hint=prompts.answer_hints[answer_kind],
+    )
+    return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]

@@ -20,6 +20,8 @@ PREDICTORS = {
     "oracle": "the ground truth itself: checks data paths, formats and scoring end to end (scores 100)",
     "pipeline": "scener1's grounding pipeline on the scans of --scans (options: config=FILE, model=DIR, and any "
     "pipeline option as KEY=VALUE, e.g. tracker.name=sam2); answers the grounding benchmarks",
+    "vqa": "scener1's VQA engine on the scans of --scans (options: grounder=pipeline|oracle|none, "
+    "mode=auto|geometry|vlm|vlm_facts, config=FILE, model=DIR, vqa.KEY=VALUE); answers VSI-Bench, ScanQA, SQA3D",
 }
 
 #: Item tasks the pipeline predictor answers, and how its box becomes a prediction.
@@ -44,6 +46,10 @@ def make_predictor(spec: str, benchmark: Benchmark, options: Mapping[str, str] |
         return benchmark.oracle
     if spec == "pipeline":
         return pipeline_predictor(benchmark, **options)
+    if spec == "vqa":
+        from ..vqa.predictor import vqa_predictor
+
+        return vqa_predictor(benchmark, **options)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"unknown predictor {spec!r}: use {' or '.join(PREDICTORS)} or MODULE:FACTORY")

@@ -40,6 +40,8 @@ class ImageSettings:
     min_depth: float = 0.1
     max_depth: float = 10.0
     min_depth_fraction: float = 0.2
+    snap: bool = False  # snap each box onto the frame's depth segments (scener1.grounding.snapping)
+    snap_min_iou: float = 0.5  # ... only onto a segment box overlapping the model's box this much
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class ImageSettings:
             raise ConfigError("min_depth must be >= 0 and below max_depth")
         if self.generation.num_return_sequences != 1:
             raise ConfigError("the image stage reads one answer per frame (num_return_sequences = 1)")
+        if not 0 < self.snap_min_iou <= 1:
+            raise ConfigError(f"snap_min_iou must be in (0, 1], got {self.snap_min_iou}")
 
 
 def spread(positions: np.ndarray, k: int, preferred: np.ndarray | None = None) -> np.ndarray:
@@ -201,6 +205,7 @@ class ImageCandidate:
     support: float = 0.0
     agrees: bool = False
     chosen: bool = False
+    snap: dict[str, Any] | None = None  # what box snapping did (None when it was off or had no box)
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
@@ -272,6 +277,7 @@ def candidate_summary(c: ImageCandidate) -> dict[str, Any]:
             "support": c.support,
             "agrees": c.agrees,
             "chosen": c.chosen,
+            "snap": c.snap,
         }
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from .core import (
     shrink_to_pixels,
     spread,
 )
+from .snapping import SnapSettings, snap_box
 
 
 class ImageGrounder:
@@ -88,6 +90,13 @@ class ImageGrounder:
                 height, width = frame.color.shape[:2]
                 geometry = BoxGeometry(self.vlm.box_coordinates, answer.image_sizes[0], (width, height))
                 parsed = parse_box(answer.text, geometry, s.min_box_size)
+                snap = None
+                if s.snap and parsed.value is not None and depth_ok:
+                    snapped = snap_box(parsed.value, frame, SnapSettings(min_iou=s.snap_min_iou,
+                                                                         min_depth=s.min_depth, max_depth=s.max_depth))
+                    snap = snapped.to_dict(parsed.value)
+                    if snapped.changed:
+                        parsed = replace(parsed, value=snapped.box)
                 point = None
                 if parsed.value is not None and depth_ok:
                     lifted = box_centre_point(parsed.value, frame, s.centre_fraction, s.min_depth, s.max_depth)
@@ -104,6 +113,7 @@ class ImageGrounder:
                         model_image_size=answer.image_sizes[0],
                         depth_ok=depth_ok,
                         point=point,
+                        snap=snap,
                     )
                 )
             inputs = {

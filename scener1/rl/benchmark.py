@@ -1,0 +1,218 @@
+"""Held-out evaluation of trained grounding models: the stages alone and the full pipeline in 3D.
+
+For each model, on the same held-out scenes, the same rows and the same greedy decoding:
+
+- image grounding (``image/acc@0.5``, ``image/pointing``, ``image/miou``) and temporal grounding
+  (``temporal/miou``) on a fixed random subset of the scenes' rows (:mod:`scener1.rl.evaluate`);
+- the full pipeline (temporal -> image -> geometric tracker -> lifting, :class:`scener1.pipeline.Pipeline`
+  with its default settings) on a fixed subset of the scenes' referring expressions, scored like ScanRefer:
+  ``3d/acc@0.25`` and ``3d/acc@0.5`` (IoU of the axis-aligned box with the object's true box; a query that
+  gives no box scores 0).
+
+The subsets depend only on the scenes and the seed, so two models (SFT alone, SFT + GRPO) are compared on
+exactly the same items. Results go to ``out_dir``: ``report.json``, ``report.md`` and one
+``predictions_<model>.jsonl`` per model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3d/acc@0.25", "3d/acc@0.5",
+            "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
+#: The acceptance thresholds of issue 7 (held-out synthetic scenes).
+TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
+
+
+@dataclass(frozen=True)
+class HeldoutSettings:
+    image_rows: int = 400
+    temporal_rows: int = 120
+    pipeline_queries: int = 60
+    batch_size: int = 16
+    max_new_tokens: int = 96
+    seed: int = 0
+    pipeline_overrides: tuple[str, ...] = ()  # key=value settings of the pipeline (configs/default.yaml)
+
+    def __post_init__(self) -> None:
+        if min(self.image_rows, self.temporal_rows, self.pipeline_queries) < 0:
+            raise ConfigError("row and query counts must be >= 0")
+
+
+def pick(items: Sequence[Any], count: int, seed: int) -> list[Any]:
+    """A fixed random subset of ``count`` items, in their original order."""
+    if count >= len(items):
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:count])
+    return [items[int(i)] for i in keep]
+
+
+def heldout_rows(scenes: Sequence[str | Path], model_dir: str | Path, settings: HeldoutSettings) -> list[dict]:
+    """The rows a model is scored on: referring-expression rows (difficulty 1) of both tasks."""
+    from ..models.training import load_processor, model_box_convention, processor_image_size
+    from .datasets import build_rows
+
+    version, convention = model_box_convention(model_dir)
+    rows = build_rows(scenes, convention=convention, model_image_size=processor_image_size(load_processor(model_dir)),
+                      prompt_version=version)
+    image = pick([r for r in rows if r["task"] == "image" and r["difficulty"] == 1], settings.image_rows, settings.seed)
+    temporal = pick([r for r in rows if r["task"] == "temporal" and r["difficulty"] == 1], settings.temporal_rows,
+                    settings.seed + 1)
+    return image + temporal
+
+
+def pipeline_queries(scenes: Sequence[str | Path], count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` referring expressions of the scenes (scene, query, target id, true box min/max)."""
+    items = []
+    for scene in scenes:
+        gt = Path(scene) / "gt"
+        objects = {int(o["object_id"]): o for o in json.loads((gt / "objects.json").read_text())["objects"]}
+        for record in json.loads((gt / "scanrefer.json").read_text()):
+            o = objects[int(record["object_id"])]
+            items.append({"scene": str(scene), "query": record["description"], "object_id": int(record["object_id"]),
+                          "min": o["aabb"]["min"], "max": o["aabb"]["max"]})
+    return pick(items, count, seed)
+
+
+def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]],
+                      overrides: Sequence[str] = (), progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """Ground each query with the full pipeline and score its 3D box against the true one."""
+    from ..data import open_scene
+    from ..lifting import Box3D, aabb_iou
+    from ..pipeline import Pipeline
+
+    pipe = Pipeline.from_config(None, [*overrides, f"model.path={model_dir}"])
+    by_scene: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        by_scene.setdefault(q["scene"], []).append(i)
+    results: dict[int, dict[str, Any]] = {}
+    scenes = list(by_scene.items())
+    if progress:
+        from tqdm import tqdm
+
+        scenes = tqdm(scenes, desc="pipeline", unit="scene")
+    for scene_path, idx in scenes:
+        with open_scene(scene_path) as scene:
+            grounded = pipe.ground_many(scene, [queries[i]["query"] for i in idx])
+        for i, result in zip(idx, grounded, strict=True):
+            q = queries[i]
+            truth = Box3D.from_min_max(np.asarray(q["min"], float), np.asarray(q["max"], float))
+            box = None if result.lifted is None else result.lifted.box_3d
+            iou = 0.0 if box is None else float(aabb_iou(box, truth))
+            results[i] = {"scene": Path(scene_path).name, "query": q["query"], "object_id": q["object_id"],
+                          "status": result.status, "iou": round(iou, 4), "frame": None if result.image is None
+                          else int(result.image.frame_index), "box_2d": None if result.image is None
+                          else [round(float(v), 1) for v in result.image.box], "notes": list(result.notes)}
+    ordered = [results[i] for i in range(len(queries))]
+    ious = np.array([r["iou"] for r in ordered]) if ordered else np.zeros(0)
+    metrics = {"3d/n": float(len(ordered))}
+    if len(ious):
+        metrics.update({"3d/acc@0.25": float((ious >= 0.25).mean()), "3d/acc@0.5": float((ious >= 0.5).mean()),
+                        "3d/miou": float(ious.mean()),
+                        "3d/fallback": float(np.mean([r["status"] != "ok" for r in ordered]))})
+    return metrics, ordered
+
+
+def snapped_metrics(rows: Sequence[dict], results: Sequence[Any], frames: Any) -> dict[str, float]:
+    """The image figures again after snapping each predicted box onto its frame's depth segments
+    (:mod:`scener1.grounding.snapping`): does snapping help this model's boxes?"""
+    from ..grounding.snapping import snap_box
+    from .rewards import box_iou
+
+    ious, hits, changed = [], [], 0
+    for row, result in zip(rows, results, strict=True):
+        if row["task"] != "image":
+            continue
+        if result.prediction is None:
+            ious.append(0.0)
+            hits.append(False)
+            continue
+        scene = frames.scene(row["scene"])
+        snapped = snap_box(tuple(result.prediction), scene.frame(int(row["positions"][0])))
+        changed += snapped.changed
+        x1, y1, x2, y2 = snapped.box
+        t = row["box"]
+        ious.append(box_iou(snapped.box, t))
+        hits.append(t[0] <= 0.5 * (x1 + x2) < t[2] and t[1] <= 0.5 * (y1 + y2) < t[3])
+    if not ious:
+        return {}
+    iou = np.array(ious)
+    return {"image+snap/miou": float(iou.mean()), "image+snap/acc@0.5": float((iou >= 0.5).mean()),
+            "image+snap/pointing": float(np.mean(hits)), "image+snap/changed": changed / len(ious)}
+
+
+def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequence[Mapping[str, Any]],
+                   settings: HeldoutSettings, progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """Every held-out figure of one model, and its per-item predictions."""
+    from ..models import load_vlm
+    from .datasets import FrameSource
+    from .evaluate import evaluate_rows
+
+    vlm = load_vlm(model_dir, batch_size=settings.batch_size)
+    frames = FrameSource()
+    report = evaluate_rows(vlm, rows, frames, max_new_tokens=settings.max_new_tokens, progress=progress)
+    metrics = dict(report.metrics)
+    metrics.update(snapped_metrics(rows, report.results, frames))
+    frames.close()
+    predictions = [r.to_dict() for r in report.results]
+    if queries:
+        pipeline_metrics, pipeline_items = evaluate_pipeline(model_dir, queries, settings.pipeline_overrides, progress)
+        metrics.update(pipeline_metrics)
+        predictions += [{"task": "pipeline", **item} for item in pipeline_items]
+    return metrics, predictions
+
+
+def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[str, int]) -> str:
+    names = list(results)
+    lines = ["| metric | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for metric in HEADLINE:
+        target = TARGETS.get(metric)
+        values = [results[n].get(metric) for n in names]
+        cells = ["-" if v is None else f"{v:.3f}" for v in values]
+        lines.append(f"| {metric} | {'' if target is None else f'>= {target}'} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Items: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines) + "\n"
+
+
+def compare_models(models: Mapping[str, str | Path], scenes: Sequence[str | Path], settings: HeldoutSettings,
+                   out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Score every model on the same held-out items; write and return the report.
+
+    A model whose predictions file is complete is not run again (the evaluation is resumable per model).
+    """
+    if not models:
+        raise ConfigError("no models to evaluate")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    first = next(iter(models.values()))
+    rows = heldout_rows(scenes, first, settings)
+    queries = pipeline_queries(scenes, settings.pipeline_queries, settings.seed + 2)
+    results: dict[str, dict[str, float]] = {}
+    for name, model_dir in models.items():
+        done = out / f"metrics_{name.replace('+', '_')}.json"
+        if done.is_file() and json.loads(done.read_text()).get("model") == str(model_dir):
+            results[name] = json.loads(done.read_text())["metrics"]
+            continue
+        metrics, predictions = evaluate_model(model_dir, rows, queries, settings, progress)
+        with open(out / f"predictions_{name.replace('+', '_')}.jsonl", "w", encoding="utf-8") as f:
+            for p in predictions:
+                f.write(json.dumps(p) + "\n")
+        done.write_text(json.dumps({"model": str(model_dir), "metrics": metrics}, indent=2) + "\n")
+        results[name] = metrics
+    counts = {"image rows": sum(r["task"] == "image" for r in rows),
+              "temporal rows": sum(r["task"] == "temporal" for r in rows),
+              "pipeline queries": len(queries), "scenes": len(scenes)}
+    report = {"settings": asdict(settings), "scenes": [Path(s).name for s in scenes], "counts": counts,
+              "models": {k: str(v) for k, v in models.items()}, "results": results, "targets": TARGETS}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown_report(results, counts))
+    return report

@@ -1,0 +1,666 @@
+"""Training rows for the grounding stages, built from scenes with ground truth (the synthetic scenes).
+
+A scene qualifies when it opens with :func:`scener1.data.open_scene` and carries the ground truth that
+:mod:`scener1.synth` writes under ``gt/``: ``objects.json`` (category, colour, 3D box per object),
+``frames.json`` (per frame: the visible objects with pixel counts and 2D boxes, x2/y2 exclusive),
+``room.json`` (door and window) and optionally ``scanrefer.json`` (referring expressions). Any scene whose
+annotations are written in that form can be used, synthetic or not.
+
+Two tasks, each row holding a prompt in the exact wording the pipeline uses (:mod:`scener1.prompts`):
+
+- ``image``: one frame -> the box of the described object. Queries are the scene's referring expressions
+  of an object visible in the frame, plus short frame-level ones ("the lamp", "the red chair") when they
+  single the object out among everything visible in that frame (easy rows for a curriculum).
+- ``temporal``: the frames the temporal stage shows (its own sampling, :class:`TemporalSettings`) -> the
+  span in which the object is *clearly seen* (covering at least ``clear_fraction`` of the image; gaps
+  shorter than one sampling interval bridged). An object may be clearly seen in several intervals; each
+  is a right answer (:func:`scener1.rl.rewards.temporal_iou_reward` takes the best), the target written
+  for supervised training is the one where it is seen most, from its first to its last frame shown.
+
+- ``detect`` (supervised training only): one frame -> the boxes and labels of every object on it, with a
+  training-only prompt (:data:`DETECTION_PROMPT`) the pipeline never asks. It gives a small model dense
+  supervision of where things are (several boxes for the cost of one image) to build grounding on.
+
+Rationales for supervised training (the ``<think>`` part) state only facts of the scene graph and the
+ground truth: the object's relations to named anchors, and where it lies in the image or when it is seen.
+
+Rows are plain dicts (JSON-serialisable), ready for ``datasets.Dataset.from_list``; the columns the reward
+functions read are described in :mod:`scener1.rl.rewards`. Frames are not stored in rows: they are read
+from the scene when a batch is built (:class:`FrameSource`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, SceneError
+from ..prompts import image_messages, temporal_messages
+
+#: (width, height) of the original frame -> (width, height) the model's processor resizes it to.
+ImageSizeFn = Callable[[int, int], tuple[int, int]]
+
+TASKS = ("image", "temporal", "detect")
+REGIONS = (("top left", "top", "top right"), ("left", "centre", "right"), ("bottom left", "bottom", "bottom right"))
+
+
+# --------------------------------------------------------------------------------------------- scenes
+@dataclass(frozen=True)
+class ObjectInfo:
+    object_id: int
+    category: str
+    color: str
+
+    @property
+    def label(self) -> str:
+        """The one-word label written in answers ("trash can" -> "trash_can")."""
+        return self.category.replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class Visible:
+    """One object on one frame: its visible pixel count and the box of those pixels (x2/y2 exclusive)."""
+
+    object_id: int
+    pixels: int
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Description:
+    object_id: int
+    text: str
+    relation: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class SceneTruth:
+    """A scene's ground truth as the dataset builders need it."""
+
+    path: Path
+    name: str
+    size: tuple[int, int]  # (W, H) of the colour frames
+    fps: float
+    objects: dict[int, ObjectInfo]
+    frames: tuple[tuple[Visible, ...], ...]  # by frame position
+    descriptions: tuple[Description, ...]
+    graph: Any  # scener1.synth.language.SceneGraph
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return np.arange(len(self.frames)) / self.fps
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SceneError(f"{path.parent.parent}: no ground truth {path.relative_to(path.parent.parent)} "
+                         "(dataset builders need the gt/ files scener1.synth writes)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SceneError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_scene_truth(scene_dir: str | Path) -> SceneTruth:
+    """Read a scene's ``gt/`` files (see the module docstring) into a :class:`SceneTruth`."""
+    from ..synth.language import Node, SceneGraph
+
+    path = Path(scene_dir)
+    gt = path / "gt"
+    objects_json = _read_json(gt / "objects.json")
+    frames_json = _read_json(gt / "frames.json")
+    room = _read_json(gt / "room.json")
+    try:
+        objects = {int(o["object_id"]): ObjectInfo(int(o["object_id"]), str(o["category"]), str(o["color"]))
+                   for o in objects_json["objects"]}
+        nodes = [Node(int(o["object_id"]), str(o["category"]), str(o["color"]), np.asarray(o["aabb"]["min"], float),
+                      np.asarray(o["aabb"]["max"], float), np.asarray(o["obb"]["size"], float))
+                 for o in sorted(objects_json["objects"], key=lambda o: int(o["object_id"]))]
+        frames = tuple(
+            tuple(Visible(int(v["object_id"]), int(v["pixels"]), tuple(int(c) for c in v["bbox"])) for v in f["objects"])
+            for f in sorted(frames_json["frames"], key=lambda f: int(f["frame"]))
+        )
+        size = (int(frames_json["size"][0]), int(frames_json["size"][1]))
+        fps = float(frames_json["fps"])
+        graph = SceneGraph.build(nodes, np.asarray(room["door"]["center"], float),
+                                 np.asarray(room["window"]["center"], float))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise SceneError(f"{gt}: ground truth not in the expected form ({type(exc).__name__}: {exc})") from None
+    if [n.object_id for n in nodes] != list(range(len(nodes))):
+        raise SceneError(f"{gt / 'objects.json'}: object ids must be 0..{len(nodes) - 1}")
+    descriptions: tuple[Description, ...] = ()
+    if (gt / "scanrefer.json").is_file():
+        descriptions = tuple(Description(int(r["object_id"]), str(r["description"]), dict(r.get("relation") or {}))
+                             for r in _read_json(gt / "scanrefer.json"))
+    return SceneTruth(path, path.name, size, fps, objects, frames, descriptions, graph)
+
+
+# --------------------------------------------------------------------------------------------- rationales
+def region_name(box: Sequence[float], size: tuple[int, int]) -> str:
+    """Where a box's centre lies in the image, in thirds: "top left", "centre", "bottom right", ..."""
+    cx = 0.5 * (box[0] + box[2]) / size[0]
+    cy = 0.5 * (box[1] + box[3]) / size[1]
+    col = min(int(cx * 3), 2)
+    row = min(int(cy * 3), 2)
+    return REGIONS[max(row, 0)][max(col, 0)]
+
+
+def relation_facts(truth: SceneTruth, object_id: int, first: dict[str, Any] | None = None,
+                   limit: int = 2) -> list[str]:
+    """True relation phrases about the object ("next to the desk", "near the window"), at most ``limit``.
+
+    ``first`` (a referring expression's relation) goes first when it can be phrased; then the scene
+    graph's on / under / next-to edges to anchors that can be named unambiguously, then nearness to the
+    door or window. Phrases come from :mod:`scener1.synth.language`, so they mean what the expressions mean.
+    """
+    from ..synth.language import Logic, near, relation_phrase
+
+    graph = truth.graph
+    rng = np.random.default_rng(object_id)  # the phrasing varies by object but is reproducible
+    logics: list[Any] = []
+    if first and first.get("type") not in (None, "attribute", "largest", "smallest"):
+        anchors = tuple(a if isinstance(a, str) else int(a) for a in first.get("anchors", ()))
+        logics.append(Logic(str(first["type"]), anchors))
+    for rel in ("on", "under", "next_to"):
+        for anchor in sorted(graph.related(rel, object_id)):
+            if graph.node(anchor).category != truth.objects[object_id].category:
+                logics.append(Logic(rel, (anchor,)))
+    node = graph.node(object_id)
+    for name, landmark in (("door", graph.door), ("window", graph.window)):
+        if near(node, landmark):
+            logics.append(Logic("near", (name,)))
+    facts: list[str] = []
+    seen: set[tuple] = set()
+    for logic in logics:
+        key = (logic.relation, logic.anchors)
+        if key in seen:
+            continue
+        seen.add(key)
+        phrase = relation_phrase(graph, logic, rng)
+        if phrase and phrase not in facts:
+            facts.append(phrase)
+        if len(facts) == limit:
+            break
+    return facts
+
+
+def _subject(obj: ObjectInfo) -> str:
+    return f"The {obj.color} {obj.category}"
+
+
+def image_rationale(truth: SceneTruth, obj: ObjectInfo, box: Sequence[float], relation: dict | None = None) -> str:
+    facts = relation_facts(truth, obj.object_id, relation)
+    where = f"in the {region_name(box, truth.size)} of the image"
+    if facts:
+        return f"{_subject(obj)} is {', '.join(facts)}. It is {where}."
+    return f"{_subject(obj)} is {where}."
+
+
+def temporal_rationale(truth: SceneTruth, obj: ObjectInfo, span: tuple[float, float],
+                       relation: dict | None = None) -> str:
+    facts = relation_facts(truth, obj.object_id, relation, limit=1)
+    seen = f"clearly seen from {span[0]:.1f} to {span[1]:.1f} seconds"
+    if facts:
+        return f"{_subject(obj)} is {facts[0]}. It is {seen}."
+    return f"{_subject(obj)} is {seen}."
+
+
+# --------------------------------------------------------------------------------------------- answers
+def box_in_model_coordinates(box: Sequence[float], size: tuple[int, int], model_size: tuple[int, int] | None,
+                             convention: str) -> list[int]:
+    """The box as the model should write it: resized pixels, or 0-1000 of the width and height (the inverse
+    of :func:`scener1.parsing.map_box`, rounded to integers)."""
+    W, H = size
+    if convention == "normalized_1000":
+        sx, sy = 1000.0 / W, 1000.0 / H
+    elif convention == "resized_pixels":
+        if model_size is None:
+            raise ConfigError("resized_pixels boxes need the model's image size")
+        sx, sy = model_size[0] / W, model_size[1] / H
+    else:
+        raise ConfigError(f"unknown box convention '{convention}'")
+    x1, y1, x2, y2 = box
+    return [int(round(x1 * sx)), int(round(y1 * sy)), int(round(x2 * sx)), int(round(y2 * sy))]
+
+
+def box_answer(think: str, box: Sequence[int], label: str) -> str:
+    return f'<think>{think}</think><answer>{{"bbox_2d": [{box[0]}, {box[1]}, {box[2]}, {box[3]}], "label": "{label}"}}</answer>'
+
+
+def span_answer(think: str, span: tuple[float, float]) -> str:
+    return f"<think>{think}</think><answer>{span[0]:.1f}s to {span[1]:.1f}s</answer>"
+
+
+# --------------------------------------------------------------------------------------------- image rows
+@dataclass(frozen=True)
+class ImageTaskSettings:
+    """Which frames and objects become image-grounding rows.
+
+    Every ``frame_stride``-th frame is used; an object counts when it covers at least ``min_fraction`` of
+    the image and its box is at least ``min_box`` pixels on each side. ``frame_queries`` adds the short
+    frame-level queries (difficulty 0); ``scene_queries`` the scene's referring expressions (difficulty 1).
+    """
+
+    frame_stride: int = 3
+    min_fraction: float = 0.004
+    min_box: int = 8
+    frame_queries: bool = True
+    scene_queries: bool = True
+    rationale: bool = True
+
+    def __post_init__(self) -> None:
+        if self.frame_stride < 1:
+            raise ConfigError("frame_stride must be >= 1")
+        if not 0 <= self.min_fraction < 1:
+            raise ConfigError("min_fraction must be in [0, 1)")
+
+
+def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: int) -> list[str]:
+    """Short queries naming ``target`` unambiguously among the objects visible on this frame."""
+    obj = truth.objects[target]
+    cats = [truth.objects[v.object_id].category for v in visible]
+    pairs = [(truth.objects[v.object_id].category, truth.objects[v.object_id].color) for v in visible]
+    out = []
+    if cats.count(obj.category) == 1:
+        out.append(f"the {obj.category}")
+    if pairs.count((obj.category, obj.color)) == 1:
+        out.append(f"the {obj.color} {obj.category}")
+    return out
+
+
+def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn | None = None,
+               settings: ImageTaskSettings | None = None, prompt_version: str | None = None) -> list[dict[str, Any]]:
+    """Image-grounding rows of one scene (see the module docstring)."""
+    s = settings or ImageTaskSettings()
+    W, H = truth.size
+    model_size = model_image_size(W, H) if model_image_size is not None else None
+    min_pixels = s.min_fraction * W * H
+    by_object: dict[int, list[Description]] = {}
+    for d in truth.descriptions:
+        by_object.setdefault(d.object_id, []).append(d)
+    rows = []
+    for position in range(0, len(truth.frames), s.frame_stride):
+        visible = truth.frames[position]
+        for v in visible:
+            x1, y1, x2, y2 = v.box
+            if v.pixels < min_pixels or x2 - x1 < s.min_box or y2 - y1 < s.min_box:
+                continue
+            obj = truth.objects[v.object_id]
+            queries: list[tuple[str, int, dict | None]] = []
+            if s.frame_queries:
+                queries += [(q, 0, None) for q in frame_level_queries(truth, visible, v.object_id)]
+            if s.scene_queries:
+                queries += [(d.text, 1, d.relation) for d in by_object.get(v.object_id, [])]
+            target = box_in_model_coordinates(v.box, truth.size, model_size, convention)
+            for query, difficulty, relation in queries:
+                think = image_rationale(truth, obj, v.box, relation) if s.rationale else ""
+                rows.append({
+                    "task": "image",
+                    "scene": str(truth.path),
+                    "positions": [position],
+                    "timestamps": [],
+                    "query": query,
+                    "prompt": image_messages(query, convention, prompt_version),
+                    "completion": [{"role": "assistant", "content": box_answer(think, target, obj.label)}],
+                    "object_id": obj.object_id,
+                    "difficulty": difficulty,
+                    "box": [float(c) for c in v.box],
+                    "image_size": [W, H],
+                    "model_image_size": None if model_size is None else list(model_size),
+                    "box_coordinates": convention,
+                    "spans": None,
+                    "duration": None,
+                })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- detection rows
+#: The prompt of the dense auxiliary task (training only: the pipeline never asks it, so it is not one of the
+#: versioned prompts of scener1.prompts). The coordinate hint of the model's convention follows it.
+DETECTION_PROMPT = (
+    "List every object in the image with its bounding box and a one-word label as JSON inside <answer> </answer> "
+    'tags, for example <answer>[{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}]</answer>.'
+)
+
+
+def detection_messages(convention: str, version: str | None = None) -> list[dict[str, Any]]:
+    from ..prompts import get_prompts
+
+    hint = get_prompts(version).coordinate_hints[convention]
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DETECTION_PROMPT + hint}]}]
+
+
+def training_phrases(version: str | None = None) -> list[str]:
+    """Fixed text of the training-only prompts (a tokenizer may hold each as one token)."""
+    from ..prompts import get_prompts
+
+    return [DETECTION_PROMPT] + [DETECTION_PROMPT + h for h in get_prompts(version).coordinate_hints.values()]
+
+
+@dataclass(frozen=True)
+class DetectionTaskSettings:
+    """Which frames become detection rows: every ``frame_stride``-th frame with at least one object covering
+    ``min_fraction`` of the image (boxes at least ``min_box`` pixels a side); at most ``max_objects`` objects,
+    the largest, listed left to right."""
+
+    frame_stride: int = 3
+    min_fraction: float = 0.004
+    min_box: int = 8
+    max_objects: int = 8
+
+
+def detection_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn | None = None,
+                   settings: DetectionTaskSettings | None = None,
+                   prompt_version: str | None = None) -> list[dict[str, Any]]:
+    s = settings or DetectionTaskSettings()
+    W, H = truth.size
+    model_size = model_image_size(W, H) if model_image_size is not None else None
+    rows = []
+    for position in range(0, len(truth.frames), s.frame_stride):
+        shown = [v for v in truth.frames[position] if v.pixels >= s.min_fraction * W * H
+                 and v.box[2] - v.box[0] >= s.min_box and v.box[3] - v.box[1] >= s.min_box]
+        if not shown:
+            continue
+        shown = sorted(shown, key=lambda v: -v.pixels)[: s.max_objects]
+        shown.sort(key=lambda v: (v.box[0] + v.box[2], v.box[1]))
+        items = []
+        for v in shown:
+            b = box_in_model_coordinates(v.box, truth.size, model_size, convention)
+            items.append(f'{{"bbox_2d": [{b[0]}, {b[1]}, {b[2]}, {b[3]}], "label": "{truth.objects[v.object_id].label}"}}')
+        rows.append({
+            "task": "detect",
+            "scene": str(truth.path),
+            "positions": [position],
+            "timestamps": [],
+            "query": "",
+            "prompt": detection_messages(convention, prompt_version),
+            "completion": [{"role": "assistant", "content": "<answer>[" + ", ".join(items) + "]</answer>"}],
+            "object_id": -1,
+            "difficulty": 0,
+            "box": None,
+            "image_size": [W, H],
+            "model_image_size": None if model_size is None else list(model_size),
+            "box_coordinates": convention,
+            "spans": None,
+            "duration": None,
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- temporal rows
+@dataclass(frozen=True)
+class TemporalTaskSettings:
+    """Which objects become temporal-grounding rows and what counts as clearly seen.
+
+    ``clear_fraction`` of the image must be covered for a frame to show the object clearly; a target
+    interval must contain at least ``min_shown`` of the frames shown to the model.
+    """
+
+    clear_fraction: float = 0.01
+    min_shown: int = 2
+    frame_queries: bool = True
+    scene_queries: bool = True
+    rationale: bool = True
+
+
+def clear_intervals(truth: SceneTruth, object_id: int, clear_fraction: float, bridge_s: float,
+                    origin_s: float = 0.0) -> list[tuple[float, float, float]]:
+    """(start, end, pixel mass) of the runs of frames where the object covers ``clear_fraction`` of the
+    image, gaps up to ``bridge_s`` seconds bridged; times are seconds from ``origin_s``."""
+    W, H = truth.size
+    need = clear_fraction * W * H
+    pixels = np.array([next((v.pixels for v in f if v.object_id == object_id), 0) for f in truth.frames], float)
+    clear = np.flatnonzero(pixels >= need)
+    if len(clear) == 0:
+        return []
+    dt = 1.0 / truth.fps
+    out = []
+    start = prev = int(clear[0])
+    for p in [*clear[1:].tolist(), None]:
+        if p is not None and (p - prev - 1) * dt <= bridge_s + 1e-9:  # the unclear frames between
+            prev = p
+            continue
+        out.append((start * dt - origin_s, (prev + 1) * dt - origin_s, float(pixels[start : prev + 1].sum())))
+        if p is not None:
+            start = prev = p
+    return out
+
+
+def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = None, temporal: Any = None,
+                  prompt_version: str | None = None) -> list[dict[str, Any]]:
+    """Temporal-grounding rows of one scene, on the frames the temporal stage would show
+    (``temporal``: its :class:`~scener1.temporal.TemporalSettings`, default if ``None``)."""
+    from ..temporal.core import TemporalSettings, sample_video_positions, sampling_interval
+
+    s = settings or TemporalTaskSettings()
+    temporal = temporal or TemporalSettings()
+    times = truth.timestamps
+    positions = sample_video_positions(times, temporal)
+    shown = times[positions]
+    duration = float(shown[-1] - shown[0])
+    bridge = max(sampling_interval(shown), 1.0 / truth.fps)
+    queries: dict[int, list[tuple[str, int, dict | None]]] = {}
+    if s.frame_queries:
+        cats = [o.category for o in truth.objects.values()]
+        for obj in truth.objects.values():
+            if cats.count(obj.category) == 1:
+                queries.setdefault(obj.object_id, []).append((f"the {obj.category}", 0, None))
+    if s.scene_queries:
+        for d in truth.descriptions:
+            queries.setdefault(d.object_id, []).append((d.text, 1, d.relation))
+    rows = []
+    for object_id, items in sorted(queries.items()):
+        intervals = clear_intervals(truth, object_id, s.clear_fraction, bridge, origin_s=float(shown[0]))
+        scored = []
+        for start, end, mass in intervals:
+            inside = shown[(shown - shown[0] >= start - 1e-9) & (shown - shown[0] < end - 1e-9)] - shown[0]
+            if len(inside) >= s.min_shown:
+                scored.append((mass, (float(inside[0]), float(inside[-1]))))
+        if not scored:
+            continue
+        target = max(scored)[1]
+        spans = [[round(a, 4), round(b, 4)] for a, b, _ in intervals]
+        obj = truth.objects[object_id]
+        for query, difficulty, relation in items:
+            think = temporal_rationale(truth, obj, target, relation) if s.rationale else ""
+            rows.append({
+                "task": "temporal",
+                "scene": str(truth.path),
+                "positions": [int(p) for p in positions],
+                "timestamps": [round(float(t - shown[0]), 4) for t in shown],
+                "query": query,
+                "prompt": temporal_messages(query, shown - shown[0], prompt_version),
+                "completion": [{"role": "assistant", "content": span_answer(think, target)}],
+                "object_id": object_id,
+                "difficulty": difficulty,
+                "box": None,
+                "image_size": list(truth.size),
+                "model_image_size": None,
+                "box_coordinates": None,
+                "spans": spans,
+                "duration": duration,
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- datasets
+def scene_dirs(root: str | Path) -> list[Path]:
+    """Scene folders under ``root`` (those with ``gt/frames.json``), sorted; ``root`` itself if it is one."""
+    root = Path(root)
+    if (root / "gt" / "frames.json").is_file():
+        return [root]
+    found = sorted(p.parent.parent for p in root.glob("*/gt/frames.json"))
+    if not found:
+        raise SceneError(f"{root}: no scenes with ground truth (expected */gt/frames.json)")
+    return found
+
+
+def build_rows(scenes: Iterable[str | Path], *, tasks: Sequence[str] = ("image", "temporal"),
+               convention: str = "resized_pixels", model_image_size: ImageSizeFn | None = None,
+               image: ImageTaskSettings | None = None, temporal: TemporalTaskSettings | None = None,
+               detect: DetectionTaskSettings | None = None, prompt_version: str | None = None,
+               progress: bool = False) -> list[dict[str, Any]]:
+    """Rows of every task (``image``, ``temporal``, ``detect``) for every scene, in scene order."""
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ConfigError(f"unknown task(s) {', '.join(sorted(unknown))}; choose from {', '.join(TASKS)}")
+    scenes = list(scenes)
+    iterator: Iterable = scenes
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(scenes, desc="dataset", unit="scene")
+    rows: list[dict[str, Any]] = []
+    for scene in iterator:
+        truth = load_scene_truth(scene)
+        if "image" in tasks:
+            rows += image_rows(truth, convention, model_image_size, image, prompt_version)
+        if "temporal" in tasks:
+            rows += temporal_rows(truth, temporal, prompt_version=prompt_version)
+        if "detect" in tasks:
+            rows += detection_rows(truth, convention, model_image_size, detect, prompt_version)
+    return rows
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """The order rows are trained in, batch by batch: the first ``easy_rows`` rows are drawn from the easy
+    ones (image rows of difficulty 0), the rest from every row, each batch from one task chosen with
+    ``task_weights`` (a batch of one task pads little); ``total`` rows in all, reproducible by ``seed``.
+    A pool is reshuffled each time it is used up."""
+
+    total: int
+    batch_size: int = 8
+    easy_rows: int = 0
+    task_weights: dict[str, float] = field(default_factory=lambda: {"image": 0.8, "temporal": 0.2})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.total < 1 or self.batch_size < 1 or not 0 <= self.easy_rows <= self.total:
+            raise ConfigError("a curriculum needs total >= 1, batch_size >= 1 and 0 <= easy_rows <= total")
+        if any(w < 0 for w in self.task_weights.values()) or not sum(self.task_weights.values()) > 0:
+            raise ConfigError("task weights must be >= 0 and not all 0")
+
+
+def curriculum_order(rows: Sequence[dict[str, Any]], curriculum: Curriculum) -> list[int]:
+    """Row indices in training order (see :class:`Curriculum`)."""
+    c = curriculum
+    rng = np.random.default_rng(c.seed)
+    pools = {t: np.array([i for i, r in enumerate(rows) if r["task"] == t], dtype=np.int64) for t in c.task_weights}
+    easy = np.array([i for i, r in enumerate(rows) if r["task"] == "image" and r["difficulty"] == 0], dtype=np.int64)
+    tasks = [t for t, w in c.task_weights.items() if w > 0 and len(pools[t])]
+    if not tasks:
+        raise ConfigError("no rows for the curriculum's tasks")
+
+    def cycle(pool: np.ndarray):
+        while True:
+            yield from rng.permutation(pool).tolist()
+
+    streams = {t: cycle(pools[t]) for t in tasks}
+    weights = np.array([c.task_weights[t] for t in tasks], float)
+    order: list[int] = []
+    if c.easy_rows:
+        easy_stream = cycle(easy if len(easy) else pools[tasks[0]])
+        order += [next(easy_stream) for _ in range(c.easy_rows)]
+    while len(order) < c.total:
+        task = tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+        # fill up to the next batch boundary, so that every batch holds one task
+        need = min(c.batch_size - len(order) % c.batch_size, c.total - len(order))
+        order += [next(streams[task]) for _ in range(need)]
+    return order
+
+
+# --------------------------------------------------------------------------------------------- frames
+class FrameSource:
+    """Reads the frames rows refer to, through :func:`scener1.data.open_scene` (any supported layout).
+
+    Keeps up to ``max_scenes`` scenes open and ``max_clips`` temporal clips built (a scene's clip is the
+    same for all its temporal rows). Clips are built exactly as the temporal stage builds them.
+    """
+
+    def __init__(self, temporal: Any = None, max_scenes: int = 16, max_clips: int = 32):
+        from ..temporal.core import TemporalSettings
+
+        self.temporal = temporal or TemporalSettings()
+        self.max_scenes = max_scenes
+        self.max_clips = max_clips
+        self._scenes: OrderedDict[str, Any] = OrderedDict()
+        self._clips: OrderedDict[tuple, Any] = OrderedDict()
+
+    def scene(self, path: str) -> Any:
+        from ..data import open_scene
+
+        if path in self._scenes:
+            self._scenes.move_to_end(path)
+            return self._scenes[path]
+        scene = open_scene(path)
+        self._scenes[path] = scene
+        while len(self._scenes) > self.max_scenes:
+            _, old = self._scenes.popitem(last=False)
+            old.close()
+        return scene
+
+    def image(self, row: dict[str, Any]) -> np.ndarray:
+        """The colour frame of an image row, (H, W, 3) uint8 RGB."""
+        return self.scene(row["scene"]).frame(int(row["positions"][0])).color
+
+    def clip(self, row: dict[str, Any]) -> Any:
+        """The video of a temporal row (a :class:`scener1.models.VideoClip`)."""
+        from ..temporal.core import build_video_clip
+
+        key = (row["scene"], tuple(row["positions"]))
+        if key in self._clips:
+            self._clips.move_to_end(key)
+            return self._clips[key]
+        scene = self.scene(row["scene"])
+        frames = [f.color for f in scene.frames(list(row["positions"]))]
+        clip = build_video_clip(frames, np.asarray(row["timestamps"], float), self.temporal)
+        self._clips[key] = clip
+        while len(self._clips) > self.max_clips:
+            self._clips.popitem(last=False)
+        return clip
+
+    def close(self) -> None:
+        for scene in self._scenes.values():
+            scene.close()
+        self._scenes.clear()
+        self._clips.clear()
+
+
+def answer_text(row: dict[str, Any]) -> str:
+    """The supervised answer of a row."""
+    return str(row["completion"][-1]["content"])
+
+
+def check_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse rows whose supervised answer the pipeline's parsers would not read back to the target."""
+    from ..parsing import parse_box
+    from .rewards import box_geometry, box_iou_reward, format_reward, temporal_iou_reward
+
+    for i, row in enumerate(rows):
+        if row["task"] == "detect":
+            geometry = box_geometry(row["image_size"], row["model_image_size"], row["box_coordinates"])
+            parsed = parse_box(answer_text(row), geometry)
+            if parsed.value is None or len(parsed.boxes) != answer_text(row).count("bbox_2d"):
+                raise ConfigError(f"detection row {i}: its answer does not read back to its boxes")
+    rows = [r for r in rows if r["task"] != "detect"]
+    completions = [answer_text(r) for r in rows]
+    columns = {k: [r.get(k) for r in rows] for k in ("task", "box", "image_size", "model_image_size",
+                                                    "box_coordinates", "spans", "duration")}
+    fmt = format_reward(completions, **columns)
+    boxes = box_iou_reward(completions, **columns)
+    spans = temporal_iou_reward(completions, **columns)
+    for i, row in enumerate(rows):
+        if fmt[i] != 1.0:
+            raise ConfigError(f"row {i} ({row['query']!r}): its answer does not parse")
+        score = boxes[i] if row["task"] == "image" else spans[i]
+        floor = 0.5 if row["task"] == "image" else 0.3
+        if score is None or not math.isfinite(score) or score < floor:
+            raise ConfigError(f"row {i} ({row['query']!r}): its answer scores {score} against its own target")

@@ -1,0 +1,485 @@
+"""Training a grounding VLM with the Scene-R1 recipe: a supervised cold start, then GRPO.
+
+Both stages run through TRL (``SFTTrainer`` with :class:`scener1.models.training.GroundingCollator`,
+``GRPOTrainer`` with the model's processor and :mod:`scener1.rl.rewards`), on rows of
+:mod:`scener1.rl.datasets`. Each stage has a config dataclass beside it (TRL style) whose fields map onto
+TRL's own config; the same code runs a tiny model on a laptop CPU and a 7B model under
+``accelerate launch`` with DeepSpeed ZeRO-3 (see ``configs/train/`` and ``docs/training.md``).
+
+A stage writes checkpoints to its ``output_dir`` every ``save_steps`` and resumes from the newest one when
+run again; it writes its training curves (``curves.png``, ``curves.jsonl``) there too, and the finished
+model (weights, processor, ``scener1_prompts.json``) to ``output_dir/final``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+SFT_CURVES = ("loss", "mean_token_accuracy", "eval/image/miou", "eval/image/acc@0.5", "eval/image/pointing",
+              "eval/temporal/miou", "learning_rate", "grad_norm")
+GRPO_CURVES = ("reward", "rewards/box_iou_reward/mean", "rewards/format_reward/mean",
+               "rewards/temporal_iou_reward/mean", "eval/image/miou", "eval/image/acc@0.5",
+               "completions/mean_length", "loss")
+
+
+def _device_flags(device: str) -> dict[str, Any]:
+    """TrainingArguments flags for ``device``: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``."""
+    import torch
+
+    device = device.lower()
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"unknown training device '{device}'; use auto, cpu or cuda")
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda asked for but no CUDA GPU is visible")
+    if not cuda:
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported()}
+
+
+def _checkpointing(enabled: bool) -> dict[str, Any]:
+    # only passed when wanted: transformers 5 renamed the flag and warns about the old name
+    return {"gradient_checkpointing": True} if enabled else {}
+
+
+@dataclass
+class SFTStageConfig:
+    """The supervised cold start. ``total_rows`` rows are seen once each, in curriculum order
+    (``easy_rows`` easy ones first, then batches drawn by ``task_weights``; a task missing from the rows
+    is left out)."""
+
+    output_dir: str
+    total_rows: int = 20000
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler_type: str = "cosine_with_min_lr"
+    min_lr_rate: float = 0.1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    easy_rows: int = 0
+    task_weights: dict[str, float] = field(default_factory=lambda: {"image": 0.8, "temporal": 0.2})
+    seed: int = 0
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    eval_every: int = 200
+    max_answer_tokens: int = 160
+    eval_max_new_tokens: int = 96
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0
+    device: str = "auto"
+    deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-3 for large models)
+    report_to: str = "none"
+
+    @property
+    def steps(self) -> int:
+        per_step = self.batch_size * self.gradient_accumulation_steps
+        return max(1, self.total_rows // per_step)
+
+    def to_trl(self) -> Any:
+        from trl import SFTConfig
+
+        warmup = max(0, int(round(self.warmup_ratio * self.steps)))
+        kwargs: dict[str, Any] = {}
+        if self.lr_scheduler_type == "cosine_with_min_lr":
+            kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": self.min_lr_rate}
+        return SFTConfig(
+            output_dir=self.output_dir, max_steps=self.steps, per_device_train_batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps, learning_rate=self.learning_rate,
+            lr_scheduler_type=self.lr_scheduler_type, warmup_steps=warmup, weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps, save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit, seed=self.seed, data_seed=self.seed,
+            remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
+            dataloader_num_workers=self.dataloader_num_workers, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False, save_only_model=False,
+            **_device_flags(self.device), **_checkpointing(self.gradient_checkpointing), **kwargs,
+        )
+
+
+@dataclass
+class GRPOStageConfig:
+    """GRPO after the cold start: ``prompts_per_step`` prompts per device and step, ``num_generations``
+    answers each, rewards from :mod:`scener1.rl.rewards` (format + box IoU + temporal IoU). Defaults
+    follow TRL's (DAPO loss, no KL term)."""
+
+    output_dir: str
+    max_steps: int = 300
+    prompts_per_step: int = 2
+    num_generations: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    lr_scheduler_type: str = "constant_with_warmup"
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+    max_completion_length: int = 96
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.0
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    reward_weights: list[float] | None = None
+    tasks: tuple[str, ...] = ("image",)
+    seed: int = 0
+    logging_steps: int = 5
+    save_steps: int = 50
+    save_total_limit: int = 2
+    eval_every: int = 50
+    eval_max_new_tokens: int = 96
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    use_peft: bool = False
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                    "gate_proj", "up_proj", "down_proj"])
+    gradient_checkpointing: bool = False
+    device: str = "auto"
+    deepspeed: str | None = None
+    report_to: str = "none"
+
+    def to_trl(self) -> Any:
+        from trl import GRPOConfig
+
+        return GRPOConfig(
+            output_dir=self.output_dir, max_steps=self.max_steps,
+            per_device_train_batch_size=self.prompts_per_step * self.num_generations,
+            num_generations=self.num_generations, gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate, lr_scheduler_type=self.lr_scheduler_type,
+            warmup_steps=self.warmup_steps, max_grad_norm=self.max_grad_norm,
+            max_completion_length=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
+            beta=self.beta, loss_type=self.loss_type, scale_rewards=self.scale_rewards,
+            num_iterations=self.num_iterations, reward_weights=self.reward_weights, seed=self.seed,
+            data_seed=self.seed, logging_steps=self.logging_steps, save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit, remove_unused_columns=False, use_vllm=self.use_vllm,
+            vllm_mode=self.vllm_mode, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False,
+            **_device_flags(self.device), **_checkpointing(self.gradient_checkpointing),
+        )
+
+    def peft_config(self) -> Any:
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, target_modules=list(self.lora_target_modules),
+                          task_type="CAUSAL_LM")
+
+
+def stage_config(cls: type, values: dict[str, Any]) -> Any:
+    """A stage config from a plain dict (a YAML section), refusing unknown keys with one line."""
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    values = dict(values)
+    if "tasks" in values:
+        values["tasks"] = tuple(values["tasks"])
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` folder in ``output_dir`` (one with its trainer state)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    found = []
+    for p in out.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir() and (p / "trainer_state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def load_model_and_processor(model_dir: str | Path, args: Any) -> tuple[Any, Any, Any]:
+    """(model, processor, VLM) from a checkpoint directory, through :func:`scener1.models.load_vlm`
+    (safetensors only, no remote code). Weights load on the CPU (the trainer places them, and under
+    DeepSpeed ZeRO-3 partitions them as they load, because ``args`` exist first): float32 for CPU training,
+    bfloat16 / float16 under mixed precision."""
+    from ..models import load_vlm
+
+    dtype = "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32"
+    vlm = load_vlm(model_dir, device="cpu", dtype=dtype)
+    return vlm.model, vlm.processor, vlm
+
+
+def save_final(trainer: Any, processor: Any, out_dir: Path, prompt_version: str, box_coordinates: str | None) -> Path:
+    """The trained model as a complete checkpoint directory that :func:`load_vlm` reads."""
+    from ..prompts import write_model_prompt_info
+
+    trainer.save_model(str(out_dir))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(str(out_dir))
+        write_model_prompt_info(out_dir, prompt_version, box_coordinates)
+        for extra in ("training_args.bin", "README.md"):  # a pickle and a generated card: not part of a model
+            (out_dir / extra).unlink(missing_ok=True)
+    return out_dir
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------- stages
+def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTStageConfig,
+            eval_rows: Sequence[dict[str, Any]] = ()) -> Path:
+    """Supervised training of the model in ``model_dir`` on ``rows``; returns ``output_dir/final``.
+
+    Resumes from the newest checkpoint in ``output_dir``; does nothing when ``final`` is already there.
+    """
+    from datasets import Dataset
+
+    from ..models.training import CurvesCallback, GroundingCollator, GroundingEvalCallback, ordered_sft_trainer_class
+    from .datasets import Curriculum, FrameSource, curriculum_order
+
+    out = Path(config.output_dir)
+    final = out / "final"
+    if (final / "config.json").is_file():
+        return final
+    if not rows:
+        raise ConfigError("no training rows for the supervised stage")
+    args = config.to_trl()
+    model, processor, vlm = load_model_and_processor(model_dir, args)
+    per_step = config.batch_size * config.gradient_accumulation_steps * max(1, args.world_size)
+    order = curriculum_order(rows, Curriculum(total=args.max_steps * per_step, batch_size=config.batch_size,
+                                              easy_rows=config.easy_rows, task_weights=config.task_weights,
+                                              seed=config.seed))
+    dataset = Dataset.from_list([rows[i] for i in order])
+    frames = FrameSource()
+    callbacks = [CurvesCallback(out, SFT_CURVES, f"supervised cold start ({out.name})")]
+    if eval_rows and config.eval_every > 0:
+        callbacks.append(GroundingEvalCallback(processor, eval_rows, FrameSource(), config.eval_every,
+                                               vlm.box_coordinates, config.eval_max_new_tokens))
+    trainer = ordered_sft_trainer_class()(
+        model=model, args=args, train_dataset=dataset, processing_class=processor,
+        data_collator=GroundingCollator(processor, frames, config.max_answer_tokens), callbacks=callbacks,
+    )
+    _write_json(out / "stage_config.json", asdict(config))
+    trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if last_checkpoint(out) else None)
+    frames.close()
+    return save_final(trainer, processor, final, vlm.prompt_version, vlm.box_coordinates)
+
+
+def grpo_dataset(rows: Sequence[dict[str, Any]], frames: Any) -> Any:
+    """A ``datasets.Dataset`` in GRPOTrainer's layout: conversational ``prompt``, the frame as ``image``
+    (read from the scene when a row is taken) and the reward columns."""
+    from datasets import Dataset
+    from PIL import Image
+
+    columns = ("task", "scene", "positions", "query", "prompt", "box", "image_size", "model_image_size",
+               "box_coordinates", "spans", "duration")
+    dataset = Dataset.from_list([{k: r.get(k) for k in columns} for r in rows])
+
+    def with_image(batch: dict[str, list]) -> dict[str, list]:
+        n = len(batch["task"])
+        images = [Image.fromarray(frames.image({"scene": batch["scene"][i], "positions": batch["positions"][i]}))
+                  for i in range(n)]
+        return {**batch, "image": images}
+
+    return dataset.with_transform(with_image)
+
+
+def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPOStageConfig,
+             eval_rows: Sequence[dict[str, Any]] = ()) -> Path:
+    """GRPO on ``rows`` (image-grounding rows: TRL's GRPOTrainer takes images, not videos) starting from
+    ``model_dir``; returns ``output_dir/final``. Resumable like :func:`run_sft`."""
+    from trl import GRPOTrainer
+
+    from ..models.training import CurvesCallback, GroundingEvalCallback
+    from .datasets import FrameSource
+    from .rewards import REWARD_FUNCTIONS
+
+    out = Path(config.output_dir)
+    final = out / "final"
+    if (final / "config.json").is_file():
+        return final
+    unsupported = set(config.tasks) - {"image"}
+    if unsupported:
+        raise ConfigError(f"GRPO runs on image-grounding rows only (TRL's GRPOTrainer takes no videos); "
+                          f"drop {', '.join(sorted(unsupported))} from tasks")
+    rows = [r for r in rows if r["task"] in config.tasks]
+    if not rows:
+        raise ConfigError("no rows for the GRPO stage")
+    args = config.to_trl()
+    model, processor, vlm = load_model_and_processor(model_dir, args)
+    frames = FrameSource()
+    callbacks = [CurvesCallback(out, GRPO_CURVES, f"GRPO ({out.name})")]
+    if eval_rows and config.eval_every > 0:
+        callbacks.append(GroundingEvalCallback(processor, eval_rows, FrameSource(), config.eval_every,
+                                               vlm.box_coordinates, config.eval_max_new_tokens))
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
+        train_dataset=grpo_dataset(rows, frames), processing_class=processor, callbacks=callbacks,
+        peft_config=config.peft_config(),
+    )
+    _write_json(out / "stage_config.json", asdict(config))
+    checkpoint = last_checkpoint(out)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    frames.close()
+    if config.use_peft:
+        trainer.model = trainer.model.merge_and_unload()
+    return save_final(trainer, processor, final, vlm.prompt_version, vlm.box_coordinates)
+
+
+# --------------------------------------------------------------------------------------------- recipe
+@dataclass
+class DataConfig:
+    """Where the rows come from. ``train`` and ``eval`` list scene folders or folders of scenes (see
+    :func:`scener1.rl.datasets.scene_dirs`); ``image`` / ``temporal`` hold the task settings' fields;
+    ``eval_image_rows`` / ``eval_temporal_rows`` rows of the ``eval`` scenes are decoded during training."""
+
+    train: list[str]
+    eval: list[str] = field(default_factory=list)
+    tasks: tuple[str, ...] = ("image", "temporal")
+    image: dict[str, Any] = field(default_factory=dict)
+    temporal: dict[str, Any] = field(default_factory=dict)
+    detect: dict[str, Any] = field(default_factory=dict)
+    eval_image_rows: int = 48
+    eval_temporal_rows: int = 16
+    seed: int = 0
+
+
+@dataclass
+class Recipe:
+    """A training run: the starting checkpoint, the data, and the stages to run (``None`` skips one)."""
+
+    model: str
+    output_dir: str
+    data: DataConfig
+    sft: SFTStageConfig | None = None
+    grpo: GRPOStageConfig | None = None
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"overrides are KEY=VALUE (dotted keys), got {text!r}")
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def recipe_from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Recipe:
+    """A :class:`Recipe` from a plain dict (a YAML file) plus dotted ``key=value`` overrides."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = _parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+    unknown = sorted(set(data) - {"model", "output_dir", "data", "sft", "grpo"})
+    if unknown:
+        raise ConfigError(f"unknown recipe section(s): {', '.join(unknown)}")
+    for key in ("model", "output_dir", "data"):
+        if not data.get(key):
+            raise ConfigError(f"the recipe needs '{key}'")
+    out = str(data["output_dir"])
+    data_cfg = stage_config(DataConfig, data["data"])
+    data_cfg.tasks = tuple(data_cfg.tasks)
+    stages: dict[str, Any] = {}
+    for name, cls in (("sft", SFTStageConfig), ("grpo", GRPOStageConfig)):
+        section = data.get(name)
+        if section is None or section is False:
+            stages[name] = None
+            continue
+        section = dict(section)
+        section.setdefault("output_dir", str(Path(out) / name))
+        stages[name] = stage_config(cls, section)
+    return Recipe(str(data["model"]), out, data_cfg, stages["sft"], stages["grpo"])
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training config not found: {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    return recipe_from_dict(data, overrides)
+
+
+def recipe_rows(recipe: Recipe, model_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training rows, evaluation rows) of a recipe, in the model's box convention and image sizes."""
+    import numpy as np
+
+    from ..models.training import load_processor, model_box_convention, processor_image_size
+    from .datasets import DetectionTaskSettings, ImageTaskSettings, TemporalTaskSettings, build_rows, scene_dirs
+
+    version, convention = model_box_convention(model_dir)
+    size_fn = processor_image_size(load_processor(model_dir))
+    d = recipe.data
+    image = stage_config(ImageTaskSettings, d.image)
+    temporal = stage_config(TemporalTaskSettings, d.temporal)
+    detect = stage_config(DetectionTaskSettings, d.detect)
+
+    def rows_of(roots: Sequence[str], progress: bool) -> list[dict[str, Any]]:
+        scenes = [s for root in roots for s in scene_dirs(root)]
+        return build_rows(scenes, tasks=d.tasks, convention=convention, model_image_size=size_fn, image=image,
+                          temporal=temporal, detect=detect, prompt_version=version, progress=progress)
+
+    train = rows_of(d.train, True)
+    evaluation: list[dict[str, Any]] = []
+    if d.eval:
+        pool = rows_of(d.eval, False)
+        rng = np.random.default_rng(d.seed)
+        for task, count in (("image", d.eval_image_rows), ("temporal", d.eval_temporal_rows)):
+            own = [r for r in pool if r["task"] == task and r["difficulty"] == 1]
+            pick = rng.permutation(len(own))[:count]
+            evaluation += [own[i] for i in sorted(pick)]
+    return train, evaluation
+
+
+def run_recipe(recipe: Recipe) -> dict[str, str]:
+    """Run the recipe's stages in order (each resumable); returns the final model of each stage run."""
+    model = recipe.model
+    finished: dict[str, str] = {}
+    train, evaluation = recipe_rows(recipe, model)
+    if recipe.sft is not None:
+        model = str(run_sft(model, train, recipe.sft, evaluation))
+        finished["sft"] = model
+    if recipe.grpo is not None:
+        model = str(run_grpo(model, train, recipe.grpo, evaluation))
+        finished["grpo"] = model
+    return finished
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scener1.rl.train CONFIG [KEY=VALUE ...]`` (also under ``accelerate launch``)."""
+    import argparse
+    import sys
+
+    from ..errors import ScenerError
+
+    parser = argparse.ArgumentParser(prog="python -m scener1.rl.train",
+                                     description="Train a grounding VLM: supervised cold start, then GRPO.")
+    parser.add_argument("config", help="a training recipe (YAML), e.g. configs/train/qwen3_vl.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides, e.g. grpo.max_steps=2")
+    args = parser.parse_args(argv)
+    try:
+        finished = run_recipe(load_recipe(args.config, args.overrides))
+    except ScenerError as exc:
+        print(f"scener1: error: {exc}", file=sys.stderr)
+        return 2
+    for stage, path in finished.items():
+        print(f"{stage}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

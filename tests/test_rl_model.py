@@ -1,0 +1,92 @@
+"""Scene-R1-tiny's architecture and tokenizer, and (when it is installed) the shipped checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "assets" / "models" / "scene-r1-tiny"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_scene_r1_tiny
+
+    spec = TinyVLMSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,
+                       vision_hidden_size=32, vision_depth=2, vision_heads=2, max_integer=300, seed=3)
+    return build_scene_r1_tiny(tmp_path_factory.mktemp("tiny_arch") / "m", spec), spec
+
+
+def test_integers_and_prompt_phrases_are_single_tokens(small):
+    from scener1.models import load_vlm
+    from scener1.models.scene_r1_tiny import prompt_phrases
+    from scener1.prompts import image_messages, temporal_messages
+
+    vlm = load_vlm(small[0])
+    tok = vlm.processor.tokenizer
+    for i in (0, 7, 10, 99, 100, 256, 300):
+        assert len(tok(str(i), add_special_tokens=False)["input_ids"]) == 1
+        assert len(tok(f" {i}", add_special_tokens=False)["input_ids"]) == 1
+    answer = '<think>The red chair is left.</think><answer>{"bbox_2d": [112, 56, 208, 152], "label": "chair"}</answer>'
+    assert tok.decode(tok(answer, add_special_tokens=False)["input_ids"]) == answer
+    for phrase in prompt_phrases():
+        assert len(tok(phrase, add_special_tokens=False)["input_ids"]) == 1
+    # the exact v1 wording round-trips and costs few tokens besides the query
+    text = image_messages("the red chair", "resized_pixels")[0]["content"][1]["text"]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text and len(ids) <= 8
+    text = temporal_messages("the lamp", [0.0, 0.5, 1.0])[0]["content"][1]["text"]
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_checkpoint_is_a_qwen3_vl_read_by_from_pretrained_with_its_box_convention(small):
+    from scener1.models import ChatRequest, GenerationSettings, load_vlm
+    from scener1.models.scene_r1_tiny import count_parameters
+    from scener1.prompts import image_messages
+
+    path, spec = small
+    vlm = load_vlm(path)
+    assert vlm.family.name == "qwen3_vl" and vlm.box_coordinates == "resized_pixels"
+    assert json.loads((path / "scener1_prompts.json").read_text())["box_coordinates"] == "resized_pixels"
+    assert vlm.model.config.vision_config.num_position_embeddings == spec.num_position_embeddings
+    assert vlm.model.get_input_embeddings().weight.data_ptr() == vlm.model.get_output_embeddings().weight.data_ptr()
+    embed = vlm.model.get_input_embeddings().weight
+    stored = sum(t.numel() for t in vlm.model.state_dict().values())  # lists the tied matrix twice
+    assert count_parameters(vlm.model) == stored - embed.numel()
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    out = vlm.generate([ChatRequest(image_messages("the lamp", "resized_pixels"), images=(image,))],
+                       GenerationSettings(max_new_tokens=4), output_scores=True)
+    assert out[0].image_sizes == ((256, 192),)  # the processor's budget: 320 x 240 -> 256 x 192
+
+
+def test_integer_embeddings_start_ordered(small):
+    import torch
+
+    from scener1.models import load_vlm
+    from scener1.models.scene_r1_tiny import integer_token_ids
+
+    vlm = load_vlm(small[0])
+    ids = integer_token_ids(vlm.processor.tokenizer, 300)
+    emb = vlm.model.get_input_embeddings().weight.detach()
+    e = torch.nn.functional.normalize(emb[[ids[i][0] for i in range(301)]], dim=1)
+    near = float((e[100] * e[101]).sum())
+    far = float((e[100] * e[250]).sum())
+    assert near > far + 0.2  # neighbouring values start out alike, distant ones apart
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped Scene-R1-tiny checkpoint")
+def test_shipped_checkpoint_loads_and_fits_the_budget():
+    from scener1.models import load_vlm
+
+    files = {p.name for p in SHIPPED.iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    assert sum(p.stat().st_size for p in SHIPPED.iterdir() if p.name != "training_summary.json"
+               and not p.name.endswith(".png")) <= 25e6
+    vlm = load_vlm(SHIPPED)
+    assert vlm.family.name == "qwen3_vl" and vlm.box_coordinates == "resized_pixels"
+    summary = json.loads((SHIPPED / "training_summary.json").read_text())
+    assert summary["trained_by"] == "tools/train_tiny.py"

@@ -1,0 +1,137 @@
+"""Training through TRL: two GRPO steps on CPU through the GPU recipe's entry point, a supervised run that
+is killed and resumes from its checkpoint, the stage configs and the training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scener1.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scene_root(tmp_path_factory):
+    from scener1.synth import generate_scene
+
+    root = tmp_path_factory.mktemp("rl_train_scenes")
+    generate_scene(root, seed=7, frames=24, size=(160, 120), fps=8.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_scene_r1_tiny
+
+    spec = TinyVLMSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,
+                       vision_hidden_size=32, vision_depth=2, vision_heads=2, max_integer=200,
+                       image_max_pixels=96 * 64, video_max_pixels=8 * 64 * 64)
+    return build_scene_r1_tiny(tmp_path_factory.mktemp("rl_train_model") / "tiny", spec)
+
+
+def test_two_grpo_steps_on_cpu_through_the_recipe_entry_point(tiny_model, scene_root, tmp_path):
+    """The command the GPU recipe runs (``python -m scener1.rl.train configs/train/qwen3_vl.yaml``), with the
+    tiny model, two GRPO steps on the CPU."""
+    from scener1.models import load_vlm
+    from scener1.rl.train import main
+
+    out = tmp_path / "run"
+    code = main([str(ROOT / "configs" / "train" / "qwen3_vl.yaml"), f"model={tiny_model}", f"output_dir={out}",
+                 f"data.train=[{scene_root}]", f"data.eval=[{scene_root}]", "data.eval_image_rows=2",
+                 "data.eval_temporal_rows=0", "data.image={frame_stride: 8}", "sft=null",
+                 "grpo.max_steps=2", "grpo.prompts_per_step=1", "grpo.num_generations=2",
+                 "grpo.gradient_accumulation_steps=1", "grpo.max_completion_length=12", "grpo.device=cpu",
+                 "grpo.gradient_checkpointing=false", "grpo.save_steps=1", "grpo.eval_every=2",
+                 "grpo.eval_max_new_tokens=8", "grpo.logging_steps=1"])
+    assert code == 0
+    final = out / "grpo" / "final"
+    vlm = load_vlm(final)  # a complete checkpoint, read like real weights
+    assert vlm.box_coordinates == "resized_pixels" and not (final / "training_args.bin").exists()
+    state = json.loads((out / "grpo" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    logged = {k for entry in state["log_history"] for k in entry}
+    assert {"rewards/format_reward/mean", "rewards/box_iou_reward/mean", "eval/image/miou"} <= logged
+    assert (out / "grpo" / "curves.png").stat().st_size > 1000
+
+
+def test_supervised_training_resumes_where_a_killed_run_stopped(tiny_model, scene_root, tmp_path, monkeypatch):
+    from scener1.models import training
+    from scener1.rl.datasets import build_rows, scene_dirs
+    from scener1.rl.train import SFTStageConfig, last_checkpoint, run_sft
+
+    rows = build_rows(scene_dirs(scene_root), tasks=("image",), model_image_size=training.processor_image_size(
+        training.load_processor(tiny_model)))
+    config = SFTStageConfig(output_dir=str(tmp_path / "sft"), total_rows=8, batch_size=2, save_steps=2,
+                            logging_steps=1, eval_every=0, device="cpu")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise Killed
+
+    monkeypatch.setattr(training.CurvesCallback, "on_step_begin", kill_after_two, raising=False)
+    with pytest.raises(Killed):
+        run_sft(tiny_model, rows, config)
+    assert last_checkpoint(tmp_path / "sft").name == "checkpoint-2"
+    monkeypatch.undo()
+
+    batches = []
+    real_call = training.GroundingCollator.__call__
+    monkeypatch.setattr(training.GroundingCollator, "__call__", lambda self, r: batches.append(len(r)) or real_call(self, r))
+    final = run_sft(tiny_model, rows, config)
+    assert batches == [2, 2]  # only the two steps the killed run had not done
+    state = json.loads((tmp_path / "sft" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+    assert (final / "model.safetensors").is_file() and (final / "scener1_prompts.json").is_file()
+    assert run_sft(tiny_model, rows, config) == final  # a finished stage is not run again
+    assert batches == [2, 2]
+
+
+def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
+    from scener1.rl.train import GRPOStageConfig, SFTStageConfig, load_recipe, stage_config
+
+    grpo = GRPOStageConfig(output_dir=str(tmp_path), prompts_per_step=3, num_generations=4, device="cpu").to_trl()
+    assert grpo.per_device_train_batch_size == 12 and grpo.num_generations == 4
+    assert grpo.loss_type == "dapo" and grpo.beta == 0.0 and grpo.use_cpu
+    sft = SFTStageConfig(output_dir=str(tmp_path), total_rows=100, batch_size=10, device="cpu").to_trl()
+    assert sft.max_steps == 10 and not sft.remove_unused_columns
+    with pytest.raises(ConfigError, match="unknown GRPOStageConfig option"):
+        stage_config(GRPOStageConfig, {"output_dir": "x", "num_generation": 8})
+    for name in ("qwen2_5_vl_7b", "qwen3_vl"):
+        recipe = load_recipe(ROOT / "configs" / "train" / f"{name}.yaml")
+        assert recipe.grpo is not None and recipe.grpo.tasks == ("image",)
+        assert recipe.grpo.output_dir == str(Path(recipe.output_dir) / "grpo")
+    with pytest.raises(ConfigError, match="unknown recipe section"):
+        load_recipe(ROOT / "configs" / "train" / "qwen3_vl.yaml", ["rl.max_steps=3"])
+
+
+def test_entry_point_reports_bad_configs_in_one_line(tmp_path, capsys):
+    from scener1.rl.train import main
+
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "training config not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\noutput_dir: y\ndata: {train: [z]}\ngrpo: {tasks: [temporal]}\n")
+    assert main([str(bad)]) == 2
+
+
+def test_curves_png_draws_logged_series(tmp_path):
+    import cv2
+
+    from scener1.rl.curves import plot_curves, series_points
+
+    history = [{"step": s, "loss": 2.0 / s} for s in range(1, 41)] + [{"step": 40, "eval/image/miou": 0.3}]
+    steps, values = series_points(history, "loss")
+    assert len(steps) == 40 and values[0] == 2.0
+    path = plot_curves(history, ["loss", "eval/image/miou", "reward"], tmp_path / "c.png", "test")
+    image = cv2.imread(str(path))
+    assert image.shape[0] > 400 and image.shape[1] > 1000
+    # the loss panel holds a drawn curve (coloured pixels), the empty "reward" panel none
+    coloured = (np.abs(image.astype(int) - image.mean(axis=2, keepdims=True)) > 40).any(axis=2)
+    assert coloured[:, : image.shape[1] // 2].sum() > 100
