@@ -245,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     lift_cli.add_arguments(p)
     p.set_defaults(func=lift_cli.run)
 
+    from .vqa import cli as vqa_cli  # standard library only until run()
+
+    p = sub.add_parser("vqa", help="answer questions about a scene from the video and the lifted 3D objects")
+    vqa_cli.add_arguments(p)
+    p.set_defaults(func=vqa_cli.run)
+
     from .eval import cli as eval_cli  # standard library only until run()
 
     p = sub.add_parser("eval", help="score or run a 3D grounding / QA benchmark (ScanRefer, Nr3D, VSI-Bench ...)")
