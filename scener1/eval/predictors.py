@@ -74,7 +74,6 @@ def pipeline_predictor(benchmark: Benchmark, config: str | None = None, model: s
     decode each scan once. Boxes must be in the scan's axis-aligned frame, as the benchmarks' are: a scan
     without an axis alignment is answered with an error (scored as wrong) instead of a box in the wrong frame.
     """
-    from ..data import open_scene
     from ..errors import ScenerError
     from ..pipeline import Pipeline
 
@@ -85,14 +84,7 @@ def pipeline_predictor(benchmark: Benchmark, config: str | None = None, model: s
     def predict(item: Item) -> dict:
         if item.task not in _GROUNDING_TASKS:
             raise ScenerError(f"the pipeline predictor grounds objects; it does not answer {item.task} items")
-        if item.scene_path is None:
-            raise ScenerError(f"scene {item.scene_id} not found under --scans")
-        if item.scene_path not in opened:
-            for scene in opened.values():
-                scene.close()
-            opened.clear()
-            opened[item.scene_path] = open_scene(item.scene_path)
-        result = pipe.ground(opened[item.scene_path], item.text).to_json()
+        result = pipe.ground(item_scene(item, opened), item.text).to_json()
         if result["box_3d"] is not None and result["coordinate_frame"] != "axis_aligned":
             raise ScenerError(f"scene {item.scene_id} has no axis alignment (add its meta file): "
                               "boxes would not be in the benchmark's frame")
@@ -103,3 +95,19 @@ def pipeline_predictor(benchmark: Benchmark, config: str | None = None, model: s
         return {**answer, "status": result["status"], "frame": result["frame"], "box_2d": result["box_2d"]}
 
     return predict
+
+
+def item_scene(item: Item, opened: dict):
+    """The open scene of ``item`` (from ``--scans``); ``opened`` keeps only the last one open, so runs
+    sharded by scene decode each scan once."""
+    from ..data import open_scene
+    from ..errors import ScenerError
+
+    if item.scene_path is None:
+        raise ScenerError(f"scene {item.scene_id} not found under --scans")
+    if item.scene_path not in opened:
+        for scene in opened.values():
+            scene.close()
+        opened.clear()
+        opened[item.scene_path] = open_scene(item.scene_path)
+    return opened[item.scene_path]

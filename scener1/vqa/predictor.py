@@ -23,7 +23,7 @@ def vqa_predictor(benchmark: Any, grounder: str = "pipeline", mode: str | None =
                   oracle_label_map: str | None = None, **options: str) -> Callable[[Any], dict]:
     """``predict_fn(item) -> dict`` answering each item's question on its scene (kept open between items of one
     scene, so the scene's measurements are reused; shard runs by scene for the most reuse)."""
-    from ..data import open_scene
+    from ..eval.predictors import item_scene
     from .engine import Question, VQAEngine
 
     vqa_opts = [f"{k}={v}" for k, v in options.items() if k.startswith("vqa.")]
@@ -36,16 +36,10 @@ def vqa_predictor(benchmark: Any, grounder: str = "pipeline", mode: str | None =
     def predict(item: Any) -> dict:
         if item.task not in TASKS:
             raise ScenerError(f"the vqa predictor answers questions; it does not answer {item.task} items")
-        if item.scene_path is None:
-            raise ScenerError(f"scene {item.scene_id} not found under --scans")
-        if item.scene_path not in opened:
-            for scene in opened.values():
-                scene.close()
-            opened.clear()
-            opened[item.scene_path] = open_scene(item.scene_path)
+        scene = item_scene(item, opened)
         options_ = tuple(getattr(item, "options", ()) or ())
         question = Question(item.text, options_, getattr(item, "situation", None), item.id)
-        result = engine.answer(opened[item.scene_path], question)
+        result = engine.answer(scene, question)
         if result.answer is None:
             raise ScenerError(f"unanswered ({'; '.join(result.notes) or result.status})")
         extra = {"source": result.source, "status": result.status, "type": result.routed.qtype}
