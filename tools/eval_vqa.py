@@ -6,7 +6,7 @@
 1. Generates the held-out scenes (one scene per seed, index 0; seeds 1000-1009 by default, never used in
    development) unless they exist, and writes the dataset's ``vsibench_synth.parquet``.
 2. Runs each answer mode over every VSI-Bench-style item with ``scener1 eval``'s resumable runner:
-   ``predictions_<mode>_<grounder>.jsonl`` keeps every finished item, so a killed run resumes where it stopped.
+   ``predictions_<mode>_<grounder>.jsonl`` (``predictions_vlm_video_only.jsonl``) keeps every finished item, so a killed run resumes where it stopped.
    ``geometry`` needs only a grounder (``oracle``: ground-truth 2D boxes lifted by the lifting stage; ``pipeline``:
    the grounding model); ``vlm`` (the video-only comparison), ``vlm_facts`` and ``auto`` need ``--model`` (or the
    embedded default model once it ships).
@@ -61,7 +61,7 @@ def run_mode(bench, data: Path, out: Path, mode: str, grounder: str, model: str 
     from scener1.eval.runner import attach_scenes, run_benchmark
     from scener1.vqa.predictor import vqa_predictor
 
-    path = out / f"predictions_{mode}_{grounder}.jsonl"
+    path = out / f"predictions_{mode}_{grounder if mode != 'vlm' else 'video_only'}.jsonl"
     options = dict(o.split("=", 1) for o in overrides)
     predict = vqa_predictor(bench, grounder=grounder if mode != "vlm" else "none", mode=mode, config=config,
                             model=model, **options)
