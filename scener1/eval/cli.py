@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     run = parser.add_argument_group("--run")
     run.add_argument("--predictor", default=None, metavar="NAME|MODULE:FACTORY",
-                     help="oracle (the ground truth, a check of the set-up) or MODULE:FACTORY returning predict_fn")
+                     help="oracle (the ground truth, a check of the set-up), pipeline (grounding), vqa (questions), "
+                          "or MODULE:FACTORY returning predict_fn")
     run.add_argument("--predictor-arg", action="append", metavar="KEY=VALUE", help="option for the predictor factory")
     run.add_argument("--scans", metavar="DIR", help="scenes to run on (ScanNet scans in any supported layout, "
                                                       "VSI-Bench videos, or synthetic scenes)")
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace, bench) -> tuple[dict, dict] | None:
     if not args.out:
         raise ConfigError("--run needs --out DIR for its predictions")
     if not args.predictor:
-        raise ConfigError("--run needs --predictor (oracle, or MODULE:FACTORY)")
+        raise ConfigError("--run needs --predictor (oracle, pipeline, vqa, or MODULE:FACTORY)")
     index, count = parse_shard(args.shard)
     items = select_shard(bench.items, index, count, by=args.shard_by)
     scans = args.scans or (args.annotations[0] if args.benchmark == "synth" else None)  # synth scenes sit beside
