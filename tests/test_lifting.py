@@ -23,7 +23,8 @@ from scener1.lifting import (
     obb_of_points,
     read_ply,
 )
-from scener1.lifting.projector import erode_mask
+from scener1.lifting.object_lift import contact_points
+from scener1.lifting.projector import denoise_depth, depth_noise, erode_mask
 from scener1.types import Frame, PointCloud
 
 TARGET_BOX = Box3D.from_min_max(*TARGET)
@@ -84,6 +85,32 @@ def test_fuse_masked_frames_matches_per_frame_back_projection():
     assert 0 < len(near.cloud) < len(fused.cloud)
 
 
+def test_fuse_masked_frames_same_output_for_frames_in_memory_and_streamed():
+    toy = make_frames(5, depth_size=(64, 48), color_scale=2)
+    rng = np.random.default_rng(3)
+    items = [(f, rng.random((96, 128)) < 0.5) for f in toy.frames]
+    listed = fuse_masked_frames(items, erosion_px=1)  # a list: its masks bound the output, allocated once
+    streamed = fuse_masked_frames(iter(items), erosion_px=1)  # a stream: the output grows frame by frame
+    np.testing.assert_array_equal(listed.cloud.points, streamed.cloud.points)
+    np.testing.assert_array_equal(listed.cloud.colors, streamed.cloud.colors)
+    np.testing.assert_array_equal(listed.source, streamed.source)
+    assert listed.frames == streamed.frames and len(listed.cloud) == sum(s.points for s in listed.frames)
+    # the buffers are trimmed to the points: nothing left over from the reservation
+    assert listed.cloud.points.shape == (len(listed.source), 3) and listed.cloud.points.flags.c_contiguous
+
+
+def test_depth_noise_estimate_and_denoising():
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(1.0, 3.0, 160, dtype=np.float32), (120, 1))
+    assert depth_noise(clean) < 1e-3
+    noisy = clean * (1 + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
+    assert 0.007 < depth_noise(noisy) < 0.013  # sigma = 1% of depth
+    filtered, left = denoise_depth(noisy)
+    assert np.std(filtered / clean - 1) < 0.5 * np.std(noisy / clean - 1) and left < depth_noise(noisy)
+    same, _ = denoise_depth(clean)  # clean depth passes unchanged
+    np.testing.assert_array_equal(same, clean)
+
+
 def test_fuse_masked_frames_skips_invalid_poses_and_empty_masks():
     toy = make_frames(3)
     f0, f1, f2 = toy.frames
@@ -97,19 +124,21 @@ def test_fuse_masked_frames_skips_invalid_poses_and_empty_masks():
         fuse_masked_frames([(f0, np.ones((5, 5), bool))])
 
 
-def test_erosion_shrinks_masks_but_keeps_small_ones():
+def test_erosion_shrinks_masks_but_keeps_thin_parts_and_small_ones():
     m = np.zeros((60, 80), bool)
     m[10:40, 10:50] = True
     eroded, r = erode_mask(m, 2)
     assert r == 2 and eroded.sum() == 26 * 36
-    thin = np.zeros((60, 80), bool)
-    thin[20:23, 10:60] = True  # three pixels wide: radius 2 would erase it, radius 1 keeps a line
-    eroded, r = erode_mask(thin, 2)
-    assert r == 1 and eroded.sum() == 48
+    # a three-pixel-wide pole on the block: erosion would erase it outright, so it stays as it is
+    pole = m.copy()
+    pole[20:23, 50:70] = True
+    eroded, r = erode_mask(pole, 2)
+    assert r == 2 and eroded.sum() == 26 * 36 + 3 * 20 and eroded[20:23, 50:70].all()
+    assert not eroded[10:12].any()  # the block's border still goes
     dot = np.zeros((60, 80), bool)
     dot[5, 5] = True
     eroded, r = erode_mask(dot, 2)
-    assert r == 0 and eroded.sum() == 1
+    assert eroded.sum() == 1
 
 
 def test_clean_points_removes_outliers_and_keeps_largest_cluster():
@@ -144,6 +173,21 @@ def test_lift_recovers_the_object_box(tmp_path):
         assert json.loads(json.dumps(doc)) == doc
         assert set(doc) >= {"status", "box_3d", "obb", "n_points", "frames_used", "trace"}
         assert len(doc["trace"]["fusion"]["per_frame"]) == 10
+        # the box stands on the floor: its foot, inside the floor's tolerance band, comes back by contact
+        assert result.box_3d.min[2] == pytest.approx(truth.min[2], abs=0.02)
+        assert result.trace["tracker"]["masks_3d_consistent"] and "after_dbscan" not in doc["trace"]["fusion"]
+        forced = lift(scene, int(scene.frame_ids[key]), gt_box_2d(ids[key]), config=LiftConfig(outlier_removal="always"))
+        assert "after_dbscan" in forced.trace["fusion"] and aabb_iou(forced.box_3d, truth) > 0.7
+
+
+def test_contact_points_drop_the_near_points_onto_the_plane():
+    pts = np.array([[0.0, 0.0, 0.03], [1.0, 0.5, 0.05], [0.5, 0.5, 0.9]], np.float32)
+    floor = {"normal": [0.0, 0.0, 1.0], "offset": 0.0}
+    out = contact_points(pts, [floor], reach=0.06)
+    np.testing.assert_allclose(out, [[0, 0, 0], [1, 0.5, 0]], atol=1e-6)  # the high point is not near
+    wall = {"normal": [-1.0, 0.0, 0.0], "offset": 1.02}  # the plane x = 1.02, facing -x
+    np.testing.assert_allclose(contact_points(pts, [wall], 0.06), [[1.02, 0.5, 0.05]], atol=1e-6)
+    assert len(contact_points(pts, [], 0.06)) == 0
 
 
 def test_lift_with_noisy_depth_and_jittered_box(tmp_path):
@@ -181,6 +225,8 @@ def test_lift_rejects_bad_prompts(tmp_path):
             lift(scene, 7, [10, 10, 50, 50])
     with pytest.raises(ScenerError, match="max_frames"):
         LiftConfig(max_frames=0)
+    with pytest.raises(ScenerError, match="outlier_removal"):
+        LiftConfig(outlier_removal="sometimes")
 
 
 # ---------------------------------------------------------------------------------------------- CLI

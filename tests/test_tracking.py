@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import NEIGHBOUR, TARGET, gt_box_2d, object_frames, object_scan
+from helpers import NEIGHBOUR, TARGET, ToyScene, camera_pose, gt_box_2d, object_frames, object_scan, render, write_scannet
 
 from scener1.data import open_scene
 from scener1.data.camera import color_mask_to_depth, project
 from scener1.errors import ConfigError, ScenerError
 from scener1.tracking import FrameMask, build_tracker, check_box, depth_mask_to_color
+from scener1.tracking.geometric import GeometricConfig, _floor_plane, _walls, up_direction
 from scener1.types import Frame, Intrinsics
 
 # ---------------------------------------------------------------------------------------------- interface
@@ -94,6 +95,124 @@ def test_geometric_tracker_reports_empty_key_mask_without_depth(tmp_path):
     dead = Frame(f.index, f.timestamp, f.color, np.zeros_like(f.depth), f.color_intrinsics, f.depth_intrinsics, f.pose)
     mask, _, note = build_tracker("geometric").segment_key_frame(dead, box)
     assert not mask.any() and "no valid depth" in note
+
+
+def test_up_direction_from_camera_poses():
+    # hand-held cameras turning around, looking down by different amounts: up is +z
+    poses = [camera_pose([2, 1.5, 1.4], yaw, pitch) for yaw, pitch in zip(np.linspace(0, 5, 12), np.linspace(0.1, 0.6, 12))]
+    np.testing.assert_allclose(up_direction(np.array(poses)), [0, 0, 1], atol=1e-6)
+    # the same in a world turned upside down and sideways (7-Scenes-like frames): found all the same
+    R = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    turned = []
+    for P in poses:
+        Q = P.copy()
+        Q[:3, :3], Q[:3, 3] = R @ P[:3, :3], R @ P[:3, 3]
+        turned.append(Q)
+    np.testing.assert_allclose(up_direction(np.array(turned)), R @ [0, 0, 1], atol=1e-6)
+    # one heading only: the image's own up is the best guess
+    still = np.array([camera_pose([0, 0, 1], 0.3, 0.0)] * 4)
+    np.testing.assert_allclose(up_direction(still), [0, 0, 1], atol=1e-6)
+
+
+def _room_samples(rng, cabinet: bool = True):
+    """Points and normals of a 4 x 3 x 2.5 m room's floor and walls, a table top and a wardrobe front."""
+    def patch(n, centre, a, b, count):
+        u, v = rng.uniform(-0.5, 0.5, (2, count, 1))
+        return np.asarray(centre) + u * np.asarray(a) + v * np.asarray(b), np.tile(n, (count, 1))
+
+    parts = [patch([0, 0, 1], [2, 1.5, 0.0], [4, 0, 0], [0, 3, 0], 3000),  # floor
+             patch([0, 0, 1], [2, 1.5, 0.75], [1, 0, 0], [0, 0.8, 0], 800),  # a table top
+             patch([1, 0, 0], [0.0, 1.5, 1.25], [0, 3, 0], [0, 0, 2.5], 2000),  # walls
+             patch([-1, 0, 0], [4.0, 1.5, 1.25], [0, 3, 0], [0, 0, 2.5], 2000),
+             patch([0, 1, 0], [2, 0.0, 1.25], [4, 0, 0], [0, 0, 2.5], 2000),
+             patch([0, -1, 0], [2, 3.0, 1.25], [4, 0, 0], [0, 0, 2.5], 2000)]
+    if cabinet:  # a 1.2 x 1.9 m wardrobe front 0.6 m out from the wall x = 4
+        parts.append(patch([-1, 0, 0], [3.4, 1.5, 0.95], [0, 1.2, 0], [0, 0, 1.9], 1500))
+    pts = np.concatenate([p for p, _ in parts]).astype(np.float32)
+    nrm = np.concatenate([n for _, n in parts]).astype(np.float32)
+    return pts + rng.normal(0, 0.003, pts.shape).astype(np.float32), nrm
+
+
+def test_room_floor_and_walls_found_from_samples():
+    rng = np.random.default_rng(0)
+    pts, nrm = _room_samples(rng)
+    cfg = GeometricConfig()
+    floor = _floor_plane(pts, nrm, np.array([0, 0, 1.0]), 1.4, cfg)
+    assert floor is not None and floor[1] == pytest.approx(0.0, abs=0.005)  # the floor, not the table top
+    np.testing.assert_allclose(floor[0], [0, 0, 1], atol=0.01)
+    cams = np.array([[2.0, 1.5, 1.4], [1.0, 1.0, 1.4], [3.0, 2.0, 1.4]])
+    walls = _walls(pts, nrm, np.array([0, 0, 1.0]), cams, cfg)
+    offsets = sorted(round(float(w.normal @ [2.0, 1.5, 1.25] + w.offset), 1) for w in walls)
+    assert offsets == [1.5, 1.5, 2.0, 2.0]  # the four walls seen from the room's centre
+    # the wardrobe front has the wall just behind it: it is no wall
+    assert all(abs(w.normal @ [3.4, 1.5, 1.0] + w.offset) > 0.1 for w in walls)
+    # a table top is no floor: nothing upward-facing low enough under the cameras
+    assert _floor_plane(pts[pts[:, 2] > 0.5], nrm[pts[:, 2] > 0.5], np.array([0, 0, 1.0]), 1.4, cfg) is None
+
+
+DESK = (np.array([1.6, 1.6, 0.0]), np.array([2.6, 2.2, 0.72]))  # a block as wide as a desk
+SCREEN = (np.array([1.95, 1.85, 0.72]), np.array([2.3, 1.95, 1.1]))  # standing on it
+
+
+def _desk_scan(tmp_path, n: int = 8):
+    w, h = 160, 120
+    Kd = Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
+    centre = (DESK[0] + DESK[1]) / 2
+    frames, ids = [], []
+    for k in range(n):
+        a = np.deg2rad(220 + 100 * k / (n - 1))
+        pos = centre + np.array([1.7 * np.cos(a), 1.7 * np.sin(a), 1.2])
+        look = centre + [0, 0, 0.3] - pos
+        pose = camera_pose(pos, np.arctan2(look[1], look[0]), np.arctan2(-look[2], np.linalg.norm(look[:2])))
+        depth, color, inst = render(Kd, pose, [DESK, SCREEN])
+        frames.append(Frame(k, k / 30.0, color, np.round(depth * 1000) / 1000, Kd, Kd, pose))
+        ids.append(inst)
+    return write_scannet(tmp_path / "desk", ToyScene(frames)), ids
+
+
+def test_geometric_tracker_separates_an_object_from_what_stands_on_it(tmp_path):
+    scan, ids = _desk_scan(tmp_path)
+    tracker = build_tracker("geometric")
+    with open_scene(scan) as scene:
+        # the desk: the screen standing on it is cut off at the desk's top
+        desk = tracker.track(scene, range(len(scene)), 4, gt_box_2d(ids[4], 1))
+        assert desk.info["dropped_on_top"] >= 1
+        for m, inst in zip(desk.masks, ids):
+            # at most the screen's foot stays (the slab cut around the desk's top is a few cm thick)
+            assert (m.dense() & (inst == 2)).sum() < 0.15 * (inst == 2).sum()
+            assert _mask_iou(m.dense(), inst == 1) > 0.8
+        # the screen: the desk's top is the background it stands on
+        screen = tracker.track(scene, range(len(scene)), 4, gt_box_2d(ids[4], 2))
+        for m, inst in zip(screen.masks, ids):
+            assert (m.dense() & (inst == 1)).sum() < 0.02 * m.area
+            assert _mask_iou(m.dense(), inst == 2) > 0.7
+        contacts = screen.info["contact_planes"]
+        assert any(abs(c["normal"][2]) > 0.99 and c["offset"] == pytest.approx(-0.72, abs=0.02) for c in contacts)
+
+
+def test_geometric_tracker_finds_the_part_beyond_the_image_border(tmp_path):
+    # frames around the target as in object_scan, but the key frame looks past it: the target is cut by
+    # the left image border there, and only the other frames show its left part
+    w, h = 160, 120
+    Kd = Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
+    centre = (TARGET[0] + TARGET[1]) / 2
+    frames, ids = [], []
+    for k in range(8):
+        a = np.deg2rad(200 + 100 * k / 7)
+        pos = centre + np.array([1.5 * np.cos(a), 1.5 * np.sin(a), 1.1])
+        look = centre - pos
+        yaw = np.arctan2(look[1], look[0]) - (0.6 if k == 3 else 0.0)  # key frame turned to the right
+        pose = camera_pose(pos, yaw, np.arctan2(-look[2], np.linalg.norm(look[:2])))
+        depth, color, inst = render(Kd, pose, [TARGET, NEIGHBOUR])
+        frames.append(Frame(k, k / 30.0, color, np.round(depth * 1000) / 1000, Kd, Kd, pose))
+        ids.append(inst)
+    assert (ids[3] == 1)[:, 0].any()  # the target runs out of the key frame on the left
+    scan = write_scannet(tmp_path / "cut", ToyScene(frames))
+    with open_scene(scan) as scene:
+        result = build_tracker("geometric").track(scene, range(8), 3, gt_box_2d(ids[3]))
+        for k in (0, 1, 2, 4, 5, 6, 7):  # views that show all of it (a frustum closed at the border: 0.3-0.8)
+            assert _mask_iou(result.mask_at(k).dense(), ids[k] == 1) > 0.9, k
+        assert _mask_iou(result.mask_at(3).dense(), ids[3] == 1) > 0.8
 
 
 # ---------------------------------------------------------------------------------------------- SAM2

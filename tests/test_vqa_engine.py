@@ -225,8 +225,6 @@ def test_eval_scores_prediction_files_in_vsibench_format(scene_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the VLM grounder
-@pytest.mark.xfail(reason="written against the geometric-tracker rework of the lifting issue (#4), not yet committed: "
-                   "the committed tracker lifts the bed top only", strict=False)
 def test_pipeline_grounder_lifts_the_grounding_models_boxes(scene_dir, tiny):
     """The VLM detector: the temporal and image stages' boxes (recorded answers, mapped from the model's resized
     image) go through the same lifting as the oracle's and land on the object."""

@@ -120,8 +120,6 @@ def scaled_copy(src: Path, dst: Path, factor: float) -> Path:
     return dst
 
 
-@pytest.mark.xfail(reason="written against the geometric-tracker rework of the lifting issue (#4), not yet committed: "
-                   "the committed tracker lifts the bed top only", strict=False)
 def test_measurements_come_from_the_lifted_geometry(scene_dir, tmp_path, answered):
     """Halving the recorded world (depth and camera positions; the images and the ground-truth files are the same)
     halves lengths and quarters the floor area, which an answer read from ground-truth 3D boxes could not do."""

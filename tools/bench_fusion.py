@@ -6,10 +6,13 @@ Both fuse the same 640x480 frames (depth + colour + object mask + pose) into one
   ``PointCloud.create_from_rgbd_image``, ``transform(pose)``, then concatenate with ``+=``;
 - scener1: :func:`scener1.lifting.projector.fuse_masked_frames` (erosion off so outputs match).
 
-Reports the median time of several runs of each, their ratio, that the outputs agree, and the peak
-memory (tracemalloc) of scener1's fusion for two frame counts beyond the fused points themselves.
+scener1 runs twice: on a list of frames already in memory (their masks bound the output, which is then
+allocated once) and on a stream of frames read one at a time (as ``lift`` reads them; the output grows
+in place). Reports the median time of several alternating runs of each, the median of the per-turn
+ratios against the baseline, that the outputs agree (points and colours), and the peak memory
+(tracemalloc) of scener1's fusion beyond the fused points themselves for two frame counts.
 
-    .venv/bin/python tools/bench_fusion.py --frames 300 --repeats 3
+    .venv/bin/python tools/bench_fusion.py --frames 300 --repeats 5
 """
 
 from __future__ import annotations
@@ -67,8 +70,11 @@ def frames(count: int, pool):
         yield Frame(k, k / 30.0, color, depth, K, K, POSES[k % len(POSES)]), mask
 
 
-def run_scener1(count: int, pool, max_depth: float):
-    return fuse_masked_frames(frames(count, pool), min_depth=0.0, max_depth=max_depth, erosion_px=0)
+def run_scener1(count: int, pool, max_depth: float, stream: bool = False):
+    """``stream``: frames one at a time (as the lifting stage reads them); else a list of the in-memory
+    frames, whose masks let the output be allocated once."""
+    items = frames(count, pool) if stream else list(frames(count, pool))
+    return fuse_masked_frames(items, min_depth=0.0, max_depth=max_depth, erosion_px=0)
 
 
 def run_open3d(count: int, pool, max_depth: float):
@@ -94,11 +100,11 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t, result
 
 
-def peak_memory(count: int, pool, max_depth: float) -> tuple[int, int]:
+def peak_memory(count: int, pool, max_depth: float, stream: bool) -> tuple[int, int]:
     """(peak bytes allocated during fusion, bytes of the fused result)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
-    fused = run_scener1(count, pool, max_depth)
+    fused = run_scener1(count, pool, max_depth, stream)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     kept = fused.cloud.points.nbytes + fused.cloud.colors.nbytes + fused.source.nbytes
@@ -108,45 +114,61 @@ def peak_memory(count: int, pool, max_depth: float) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--max-depth", type=float, default=3.0)
     ap.add_argument("--json", metavar="FILE", help="also write the numbers here")
     args = ap.parse_args()
     pool = make_pool()
-    run_scener1(3, pool, args.max_depth)  # warm-up: imports, ray caches
+    for stream in (False, True):  # warm-up: imports, ray caches
+        run_scener1(3, pool, args.max_depth, stream)
     run_open3d(3, pool, args.max_depth)
-    # the two run in turns so that both see the same load on a shared machine; the ratio is the median
-    # of the per-turn ratios
-    ours, base, ratios = [], [], []
-    fused = cloud = None
+    # the three run in turns so that all see the same load on a shared machine; a ratio is the median of
+    # the per-turn ratios
+    times: dict[str, list[float]] = {"frames_in_memory": [], "streamed": [], "open3d": []}
+    fused = streamed = cloud = None
     for _ in range(args.repeats):
-        fused = cloud = None  # free the previous turn's clouds first (hundreds of MB)
-        t_o, fused = timed(lambda: run_scener1(args.frames, pool, args.max_depth))
-        t_b, cloud = timed(lambda: run_open3d(args.frames, pool, args.max_depth))
-        ours.append(t_o)
-        base.append(t_b)
-        ratios.append(t_b / t_o)
-    t_ours, t_o3d = statistics.median(ours), statistics.median(base)
+        fused = streamed = cloud = None  # free the previous turn's clouds first (hundreds of MB)
+        t, fused = timed(lambda: run_scener1(args.frames, pool, args.max_depth, stream=False))
+        times["frames_in_memory"].append(t)
+        t, cloud = timed(lambda: run_open3d(args.frames, pool, args.max_depth))
+        times["open3d"].append(t)
+        t, streamed = timed(lambda: run_scener1(args.frames, pool, args.max_depth, stream=True))
+        times["streamed"].append(t)
     ref = np.asarray(cloud.points)
-    same_count = len(ref) == len(fused.cloud)
-    max_diff = float(np.abs(ref - fused.cloud.points).max()) if same_count else float("nan")
+    ref_colors = np.rint(np.asarray(cloud.colors) * 255.0).astype(np.uint8)
+    same = {}
+    for name, out in (("frames_in_memory", fused), ("streamed", streamed)):
+        n_ok = len(ref) == len(out.cloud)
+        same[name] = {
+            "same_point_count": n_ok,
+            "max_abs_diff_m": float(np.abs(ref - out.cloud.points).max()) if n_ok else float("nan"),
+            "same_colors": bool(n_ok and np.array_equal(ref_colors, out.cloud.colors)),
+        }
     small, big = max(args.frames // 3, 1), args.frames
-    peak_small, kept_small = peak_memory(small, pool, args.max_depth)
-    peak_big, kept_big = peak_memory(big, pool, args.max_depth)
+    memory = {}
+    for name, stream in (("frames_in_memory", False), ("streamed", True)):
+        peak_small, kept_small = peak_memory(small, pool, args.max_depth, stream)
+        peak_big, kept_big = peak_memory(big, pool, args.max_depth, stream)
+        memory[name] = {
+            "peak_minus_points_mb": {str(small): round((peak_small - kept_small) / 2**20, 1),
+                                     str(big): round((peak_big - kept_big) / 2**20, 1)},
+            "fused_points_mb": {str(small): round(kept_small / 2**20, 1), str(big): round(kept_big / 2**20, 1)},
+        }
+    base = times["open3d"]
     report = {
         "frames": args.frames,
         "points": len(fused.cloud),
-        "scener1_s": round(t_ours, 3),
-        "open3d_baseline_s": round(t_o3d, 3),
-        "speedup_median_of_turns": round(statistics.median(ratios), 2),
-        "speedup_per_turn": [round(r, 2) for r in ratios],
-        "same_point_count": same_count,
-        "max_abs_diff_m": max_diff,
-        "peak_minus_points_mb": {
-            str(small): round((peak_small - kept_small) / 2**20, 1),
-            str(big): round((peak_big - kept_big) / 2**20, 1),
+        "open3d_baseline_s": round(statistics.median(base), 3),
+        **{
+            name: {
+                "seconds": round(statistics.median(times[name]), 3),
+                "speedup_median_of_turns": round(statistics.median(b / t for b, t in zip(base, times[name])), 2),
+                "speedup_per_turn": [round(b / t, 2) for b, t in zip(base, times[name])],
+                **same[name],
+                **memory[name],
+            }
+            for name in ("frames_in_memory", "streamed")
         },
-        "fused_points_mb": {str(small): round(kept_small / 2**20, 1), str(big): round(kept_big / 2**20, 1)},
     }
     print(json.dumps(report, indent=2))
     if args.json:

@@ -29,13 +29,20 @@ class LiftConfig:
     min_depth: float = 0.1
     max_depth: float = 3.0  # consumer depth sensors err by centimetres beyond ~3 m
     erosion_px: int = 2  # mask erosion on the depth image (drops mixed depth at object borders)
+    denoise: bool = True  # median-filter depth whose measured per-pixel noise is high (no effect on clean depth)
     voxel_size: float = 0.01
     statistical: tuple[int, float] | None = (20, 2.0)
     dbscan_eps: float | None = 0.05
     dbscan_min_points: int = 10
     keep_cluster_ratio: float = 0.0  # 0 = largest DBSCAN cluster only
+    # the statistical / DBSCAN outlier removal above: "always", "never", or "auto" = unless the tracker's
+    # masks are already consistent in 3D (the geometric tracker's are; removal would cut thin legs and poles)
+    outlier_removal: str = "auto"
     aabb_trim: float = 0.0  # share of points dropped at each end of each axis for the AABB
     min_points: int = 20  # fewer cleaned points than this is "no_points"
+    # extend the boxes to a surface the tracker found the object resting on or hanging against (floor,
+    # table, wall) when it ends at most this far from it: no camera sees an object's underside or back
+    contact_extent: float | None = 0.06
 
     def __post_init__(self) -> None:
         if self.max_frames < 1:
@@ -46,6 +53,8 @@ class LiftConfig:
             raise ConfigError(f"erosion_px must be >= 0, got {self.erosion_px}")
         if self.window_s is not None and not self.window_s > 0:
             raise ConfigError(f"window_s must be positive, got {self.window_s}")
+        if self.outlier_removal not in ("auto", "always", "never"):
+            raise ConfigError(f"outlier_removal must be auto, always or never, got {self.outlier_removal!r}")
         if not 0 <= self.aabb_trim < 0.5:
             raise ConfigError(f"aabb_trim must lie in [0, 0.5), got {self.aabb_trim}")
 
@@ -134,9 +143,13 @@ def lift(
             if not m.empty:
                 yield scene.frame(m.position), m.dense()
 
-    fused = fuse_masked_frames(pairs(), cfg.min_depth, cfg.max_depth, cfg.erosion_px)
+    fused = fuse_masked_frames(pairs(), cfg.min_depth, cfg.max_depth, cfg.erosion_px, denoise=cfg.denoise)
+    remove = cfg.outlier_removal == "always" or (
+        cfg.outlier_removal == "auto" and not track.info.get("masks_3d_consistent", False)
+    )
     cleaned, clean_info = clean_points(
-        fused.cloud, cfg.voxel_size, cfg.statistical, cfg.dbscan_eps, cfg.dbscan_min_points, cfg.keep_cluster_ratio
+        fused.cloud, cfg.voxel_size, cfg.statistical if remove else None, cfg.dbscan_eps if remove else None,
+        cfg.dbscan_min_points, cfg.keep_cluster_ratio,
     )
     t_fuse = time.perf_counter()
     aligned = scene.axis_alignment is not None
@@ -162,11 +175,33 @@ def lift(
         empty = PointCloud(np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8))
         return LiftResult("no_points", reason, int(frame_index), cbox, frame_name, None, None, 0, frames_used,
                           empty, trace, key_mask)
+    contacts = [] if cfg.contact_extent is None else track.info.get("contact_planes", [])
+    extra = contact_points(cleaned.points, contacts, cfg.contact_extent or 0.0)
+    if len(extra):
+        trace["contact_points"] = len(extra)
     cloud = cleaned.transformed(scene.axis_alignment) if aligned else cleaned
-    aabb, obb = object_boxes(cloud.points, None, cfg.aabb_trim)
+    box_pts = np.concatenate([cleaned.points, extra]) if len(extra) else cleaned.points
+    aabb, obb = object_boxes(box_pts, scene.axis_alignment if aligned else None, cfg.aabb_trim)
     return LiftResult(
         "ok", "", int(frame_index), cbox, frame_name, aabb, obb, len(cloud), frames_used, cloud, trace, key_mask
     )
+
+
+def contact_points(points: np.ndarray, planes: Sequence[dict[str, Any]], reach: float) -> np.ndarray:
+    """The object's points within ``reach`` of a contact plane, dropped onto it (world frame).
+
+    Each plane is ``{"normal": n, "offset": d}`` with ``n . x + d = 0`` and ``n`` pointing from the plane
+    towards the object; added to the box's points, they carry the box down to the floor under a sofa's
+    hidden legs or back to the wall behind a picture."""
+    out = []
+    pts = np.asarray(points, np.float64)
+    for plane in planes:
+        n = np.asarray(plane["normal"], np.float64)
+        dist = pts @ n + float(plane["offset"])
+        near = (dist >= -reach) & (dist <= reach)
+        if near.any():
+            out.append(pts[near] - dist[near, None] * n)
+    return np.concatenate(out).astype(np.float32) if out else np.empty((0, 3), np.float32)
 
 
 def _jsonable(obj: Any) -> Any:
