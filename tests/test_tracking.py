@@ -10,7 +10,7 @@ from scener1.data import open_scene
 from scener1.data.camera import color_mask_to_depth, project
 from scener1.errors import ConfigError, ScenerError
 from scener1.tracking import FrameMask, build_tracker, check_box, depth_mask_to_color
-from scener1.tracking.geometric import GeometricConfig, _floor_plane, _walls, up_direction
+from scener1.tracking.geometric import GeometricConfig, _floor_plane, _floor_residue, _Grid, _walls, up_direction
 from scener1.types import Frame, Intrinsics
 
 # ---------------------------------------------------------------------------------------------- interface
@@ -289,3 +289,27 @@ def test_sam2_bad_configuration_gets_clear_errors(tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(ScenerError, match="cannot load SAM2 checkpoint"):
         SAM2Tracker(checkpoint=bad, device="cpu", image_size=256).predictor
+
+
+def test_floor_residue_goes_but_the_feet_of_what_stands_on_the_floor_stay():
+    """A real scan leaves a few centimetres of floor after plane removal (registration error between frames);
+    that layer would join every object standing on it. Voxels low over the floor with nothing above them go;
+    a leg's foot, with the leg above it, stays; so does anything higher up."""
+    grid = _Grid(np.zeros(3, np.float32), 0.02, (50, 50, 60))
+    occ = np.zeros(grid.dims, bool)
+    occ[:, :, 1:3] = True  # a layer 2-6 cm above the floor (z = 0)
+    occ[10, 10, 1:40] = True  # a leg: from the floor up to 0.8 m
+    occ[30:35, 30:35, 20:22] = True  # a seat at 0.4 m, floating in the grid
+    floor = (np.array([0.0, 0.0, 1.0]), 0.0)
+    gone = _floor_residue(occ.reshape(-1), grid, floor, GeometricConfig())
+    left = occ.reshape(-1).copy()
+    left[gone] = False
+    left = left.reshape(grid.dims)
+    assert left[10, 10, 1:40].all()  # the whole leg, foot included
+    assert left[30:35, 30:35, 20:22].all()  # the seat
+    assert left[:, :, 1:3].sum() == 2  # of the layer only the leg's foot is left
+    # a low block (a step, a pile of books) taller than the slab is not floor either
+    occ[40:45, 40:45, 1:8] = True
+    kept = np.ones(occ.size, bool)
+    kept[_floor_residue(occ.reshape(-1), grid, floor, GeometricConfig())] = False
+    assert kept.reshape(grid.dims)[40:45, 40:45, 1:8].all()

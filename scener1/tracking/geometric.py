@@ -75,6 +75,10 @@ class GeometricConfig:
     colour_distance: float = 14.0  # Lab distance that tells an object on a plane from the plane's own colour
     contact_gap: float = 0.06  # a background plane this close to the object is the surface it rests on
     support_reach: float = 0.4  # a floating object's hidden legs end at most this far below what is seen
+    # a thin layer this close above the floor, with nothing standing on it, is floor: real scans register
+    # the floor seen from many frames centimetres apart, and what is left of it would join every object
+    floor_slab: float = 0.08
+    floor_column: float = 0.1  # what stands on the floor reaches at least this far above the slab
     structure_samples: int = 1200  # points sampled per frame to find the floor and the walls
     max_walls: int = 8
     wall_min_extent: float = 0.8  # a wall spans at least this much across and up
@@ -672,6 +676,10 @@ class GeometricTracker:
             u, v, _ = fr.project(_cell_centres(grid, occ).astype(np.float32))
             i_lo, j_lo, i_hi, j_hi = fr.inner
             occupied[occ[~((u >= i_lo) & (u < i_hi) & (v >= j_lo) & (v < j_hi))]] = False
+            if floor is not None:
+                residue = _floor_residue(occupied, grid, floor, cfg)
+                occupied[residue] = False
+                info["floor_residue_voxels"] = int(len(residue))
             pieces, groups = _components(occupied.reshape(grid.dims), cfg, grid.voxel)
             pieces, groups = pieces.reshape(-1), groups.reshape(-1)
             lab = pieces[kp.cells]
@@ -1080,6 +1088,26 @@ def _spread(residual: np.ndarray, reach: float = 0.06) -> float:
     if len(r) < 50:
         return 0.0
     return float(min(3.0 * 1.4826 * np.median(np.abs(r - np.median(r))), reach / 2))
+
+
+def _floor_residue(occupied: np.ndarray, grid: _Grid, floor: Plane, cfg: GeometricConfig) -> np.ndarray:
+    """Occupied voxels within ``floor_slab`` of the floor with nothing occupied straight above them up to
+    ``floor_column`` beyond the slab: a leftover layer of floor, not the foot of something standing on it."""
+    n, d = np.asarray(floor[0], np.float64), float(floor[1])
+    occ = np.flatnonzero(occupied)
+    centres = _cell_centres(grid, occ)
+    height = centres @ n + d
+    low = height < cfg.floor_slab
+    occ, centres, height = occ[low], centres[low], height[low]
+    standing = np.zeros(len(occ), bool)
+    for k in range(1, int(np.ceil((cfg.floor_slab + cfg.floor_column) / grid.voxel)) + 1):
+        above = height + k * grid.voxel
+        reach = (above >= cfg.floor_slab) & (above <= cfg.floor_slab + cfg.floor_column)
+        if not reach.any():
+            continue
+        cells = grid.cells((centres + k * grid.voxel * n).astype(np.float32))
+        standing |= reach & (cells >= 0) & occupied[np.maximum(cells, 0)]
+    return occ[~standing]
 
 
 def _cell_centres(grid: _Grid, cells: np.ndarray) -> np.ndarray:
