@@ -90,3 +90,30 @@ def test_shipped_checkpoint_loads_and_fits_the_budget():
     assert vlm.family.name == "qwen3_vl" and vlm.box_coordinates == "resized_pixels"
     summary = json.loads((SHIPPED / "training_summary.json").read_text())
     assert summary["trained_by"] == "tools/train_tiny.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped Scene-R1-tiny checkpoint")
+def test_shipped_checkpoint_grounds_a_demo_query():
+    """The demo's first query on the demo scene (seed 1, never trained on), asked on the four frames that show
+    the object best, as the image stage asks: the chosen box must point at the object."""
+    from scener1.data import open_scene
+    from scener1.demo import DEMO_QUERIES, DEMO_SCENE
+    from scener1.grounding import ImageGrounder, ImageSettings
+    from scener1.models import load_vlm
+    from scener1.synth import ensure_demo_scene
+
+    query = DEMO_QUERIES[0]  # "the brown sofa"
+    ensure_demo_scene(DEMO_SCENE)
+    gt = DEMO_SCENE / "gt"
+    target = next(o["object_id"] for o in json.loads((gt / "objects.json").read_text())["objects"]
+                  if f"the {o['color']} {o['category']}" == query)
+    seen = sorted(((v["pixels"], f["frame"], v["bbox"]) for f in json.loads((gt / "frames.json").read_text())["frames"]
+                   for v in f["objects"] if v["object_id"] == target), reverse=True)
+    best = {frame: bbox for _, frame, bbox in seen[:4]}
+    with open_scene(DEMO_SCENE) as scene:
+        result = ImageGrounder(load_vlm(SHIPPED), ImageSettings(num_candidates=4)).ground(scene, query, sorted(best))
+    assert result.fallback_reason is None
+    x1, y1, x2, y2 = result.box
+    bx1, by1, bx2, by2 = best[result.frame_index]
+    assert bx1 <= (x1 + x2) / 2 < bx2 and by1 <= (y1 + y2) / 2 < by2, (result.box, best[result.frame_index])

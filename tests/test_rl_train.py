@@ -135,3 +135,45 @@ def test_curves_png_draws_logged_series(tmp_path):
     # the loss panel holds a drawn curve (coloured pixels), the empty "reward" panel none
     coloured = (np.abs(image.astype(int) - image.mean(axis=2, keepdims=True)) > 40).any(axis=2)
     assert coloured[:, : image.shape[1] // 2].sum() > 100
+
+
+@pytest.mark.slow
+def test_supervised_training_learns_from_the_pixels(scene_root, tmp_path):
+    """Rows whose prompts are word for word the same (detection) but whose images differ are learned apart:
+    batches carry the images to the model and the trained model reads them at inference."""
+    from scener1.models import GenerationSettings, load_vlm
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_scene_r1_tiny
+    from scener1.models.training import load_processor, processor_image_size, row_request
+    from scener1.parsing import BoxGeometry, parse_box
+    from scener1.rl.datasets import DetectionTaskSettings, FrameSource, build_rows, scene_dirs, training_phrases
+    from scener1.rl.rewards import box_iou
+    from scener1.rl.train import SFTStageConfig, run_sft
+
+    spec = TinyVLMSpec(hidden_size=96, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=256,
+                       vision_hidden_size=64, vision_depth=2, vision_heads=2, max_integer=256,
+                       image_max_pixels=128 * 96)
+    model = build_scene_r1_tiny(tmp_path / "init", spec, phrases=training_phrases())
+    rows = build_rows(scene_dirs(scene_root), tasks=("detect",), model_image_size=processor_image_size(
+        load_processor(model)), detect=DetectionTaskSettings(frame_stride=1, max_objects=1))
+    picked, seen = [], set()
+    for row in rows:  # four frames with four different target boxes
+        text = row["completion"][0]["content"]
+        if text not in seen:
+            seen.add(text)
+            picked.append(row)
+    picked = picked[:: max(1, len(picked) // 4)][:4]
+    assert len({r["completion"][0]["content"] for r in picked}) == 4
+    assert len({r["prompt"][0]["content"][1]["text"] for r in picked}) == 1
+    final = run_sft(model, picked, SFTStageConfig(output_dir=str(tmp_path / "sft"), total_rows=4 * 150, batch_size=4,
+                                                  learning_rate=2e-3, save_steps=10_000, eval_every=0,
+                                                  logging_steps=50, device="cpu", task_weights={"detect": 1.0}))
+    vlm = load_vlm(final)
+    frames = FrameSource()
+    answers = vlm.generate([row_request(r, frames) for r in picked], GenerationSettings(max_new_tokens=30))
+    ious = []
+    for row, text in zip(picked, answers):
+        geometry = BoxGeometry("resized_pixels", tuple(row["model_image_size"]), tuple(row["image_size"]))
+        target = parse_box(row["completion"][0]["content"], geometry).value
+        got = parse_box(text, geometry).value
+        ious.append(0.0 if got is None else box_iou(got, target))
+    assert sum(i >= 0.8 for i in ious) >= 3, ious
