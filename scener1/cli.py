@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .cli_args import add_scene_arguments, open_scene_from_args
+from .cli_args import add_scene_arguments, open_scene_from_args, run_command
 from .errors import ScenerError
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -249,13 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("vqa", help="answer questions about a scene from the video and the lifted 3D objects")
     vqa_cli.add_arguments(p)
-    p.set_defaults(func=vqa_cli.run)
+    p.set_defaults(func=vqa_cli.run, interrupted_note="finished answers are saved; run again to resume")
 
     from .eval import cli as eval_cli  # standard library only until run()
 
     p = sub.add_parser("eval", help="score or run a 3D grounding / QA benchmark (ScanRefer, Nr3D, VSI-Bench ...)")
     eval_cli.add_arguments(p)
-    p.set_defaults(func=eval_cli.run)
+    p.set_defaults(func=eval_cli.run, interrupted_note="finished predictions are saved; run again to resume")
     return parser
 
 
@@ -265,14 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except ScenerError as exc:
-        print(f"scener1: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("scener1: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: args.func(args), getattr(args, "interrupted_note", ""))
 
 
 if __name__ == "__main__":

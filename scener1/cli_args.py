@@ -6,6 +6,8 @@ Standard library only: the parser is built before any command runs.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 FORMATS = ("sens", "video", "scannet", "7scenes", "posed_images")  # keep in step with scener1.data.READERS
 
@@ -25,3 +27,19 @@ def open_scene_from_args(args: argparse.Namespace):
     from .data import open_scene
 
     return open_scene(args.scene, args.format, fps=args.fps, depth_scale=args.depth_scale, meta=args.meta)
+
+
+def run_command(command: Callable[[], int | None], interrupted: str = "") -> int:
+    """Run a command's body the way every ``scener1`` command ends: a :class:`~scener1.errors.ScenerError`
+    (bad input) becomes one ``scener1: error:`` line and exit code 2, Ctrl-C exit code 130 with
+    ``interrupted`` saying what was kept."""
+    from .errors import ScenerError
+
+    try:
+        return int(command() or 0)
+    except ScenerError as exc:
+        print(f"scener1: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scener1: interrupted" + (f" ({interrupted})" if interrupted else ""), file=sys.stderr)
+        return 130

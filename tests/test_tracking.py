@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import NEIGHBOUR, TARGET, ToyScene, camera_pose, gt_box_2d, object_frames, object_scan, render, write_scannet
+from helpers import (
+    NEIGHBOUR,
+    TARGET,
+    ToyScene,
+    camera_pose,
+    gt_box_2d,
+    object_frames,
+    object_scan,
+    render,
+    write_scannet,
+)
 
 from scener1.data import open_scene
-from scener1.data.camera import color_mask_to_depth, project
+from scener1.data.camera import color_mask_to_depth, up_direction
 from scener1.errors import ConfigError, ScenerError
 from scener1.tracking import FrameMask, build_tracker, check_box, depth_mask_to_color
-from scener1.tracking.geometric import GeometricConfig, _floor_plane, _floor_residue, _Grid, _walls, up_direction
+from scener1.tracking.geometric import (
+    GeometricConfig,
+    _floor_plane,
+    _floor_residue,
+    _Grid,
+    _walls,
+)
 from scener1.types import Frame, Intrinsics
+
 
 # ---------------------------------------------------------------------------------------------- interface
 def test_check_box_clips_overflow_and_rejects_bad_boxes():

@@ -131,3 +131,20 @@ def sample_colors(color: np.ndarray, intrinsics: Intrinsics, points_cam: np.ndar
     cols = np.clip(np.rint(uv[:, 0]), 0, intrinsics.width - 1).astype(np.int64)
     rows = np.clip(np.rint(uv[:, 1]), 0, intrinsics.height - 1).astype(np.int64)
     return color[rows, cols]
+
+
+def up_direction(poses: np.ndarray) -> np.ndarray:
+    """The world's up direction from camera poses: hand-held and robot cameras keep their x axis (image
+    rows) about horizontal, so up is the direction most nearly perpendicular to all of them; the image's
+    own up (-y) settles the sign. With too little variety in heading, the mean image up is used."""
+    poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
+    if len(poses) == 0:
+        return np.array([0.0, 0.0, 1.0])
+    img_up = -poses[:, :3, 1].mean(axis=0)
+    if len(poses) >= 3:
+        _, sv, vt = np.linalg.svd(poses[:, :3, 0], full_matrices=False)
+        if sv[1] > 0.2 * sv[0] and sv[2] < 0.5 * sv[1]:  # the x axes span a plane: its normal is up
+            up = vt[-1]
+            return up if up @ img_up >= 0 else -up
+    norm = np.linalg.norm(img_up)
+    return img_up / norm if norm > 0 else np.array([0.0, 0.0, 1.0])

@@ -171,19 +171,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m scener1.eval.cli`` (the same as ``scener1 eval``)."""
-    from ..errors import ScenerError
+    from ..cli_args import run_command
 
     parser = argparse.ArgumentParser(prog="scener1 eval")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ScenerError as exc:
-        print(f"scener1: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("scener1: interrupted (finished predictions are saved; run again to resume)", file=sys.stderr)
-        return 130
+    return run_command(lambda: run(args), "finished predictions are saved; run again to resume")
 
 
 if __name__ == "__main__":

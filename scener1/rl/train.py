@@ -462,23 +462,20 @@ def run_recipe(recipe: Recipe) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scener1.rl.train CONFIG [KEY=VALUE ...]`` (also under ``accelerate launch``)."""
     import argparse
-    import sys
 
-    from ..errors import ScenerError
+    from ..cli_args import run_command
 
     parser = argparse.ArgumentParser(prog="python -m scener1.rl.train",
                                      description="Train a grounding VLM: supervised cold start, then GRPO.")
     parser.add_argument("config", help="a training recipe (YAML), e.g. configs/train/qwen3_vl.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted KEY=VALUE overrides, e.g. grpo.max_steps=2")
     args = parser.parse_args(argv)
-    try:
-        finished = run_recipe(load_recipe(args.config, args.overrides))
-    except ScenerError as exc:
-        print(f"scener1: error: {exc}", file=sys.stderr)
-        return 2
-    for stage, path in finished.items():
-        print(f"{stage}: {path}")
-    return 0
+
+    def train() -> None:
+        for stage, path in run_recipe(load_recipe(args.config, args.overrides)).items():
+            print(f"{stage}: {path}")
+
+    return run_command(train, "checkpoints are saved; run again to resume")
 
 
 if __name__ == "__main__":

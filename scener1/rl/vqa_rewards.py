@@ -16,26 +16,16 @@ than ``"vqa"`` get ``None`` (the reward does not apply to them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..eval.metrics import mean_relative_accuracy, parse_number, vsi_first_word
 from ..eval.text import basic_normalize, exact_match
 from ..eval.vsibench import CHOICE_TYPES, NUMERIC_TYPES
 from ..parsing import split_tags
-from .rewards import completion_text
+from .rewards import _column, completion_text
 
 FREE_FORM = "free_form"
-
-
-def _column(columns: Mapping[str, Any], name: str, n: int) -> list[Any]:
-    values = columns.get(name)
-    if values is None:
-        return [None] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"column '{name}' has {len(values)} values for {n} completions")
-    return values
 
 
 def answer_text(completion: Any) -> str:

@@ -29,10 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.camera import color_mask_to_depth
+from ..data.camera import color_mask_to_depth, up_direction
 from ..lifting.projector import denoise_depth
 from ..types import Frame, Intrinsics
-from .base import FrameMask, TrackResult, box_mask, check_box, check_positions, depth_mask_to_color
+from .base import (
+    FrameMask,
+    TrackResult,
+    box_mask,
+    check_box,
+    check_positions,
+    depth_mask_to_color,
+)
 
 if TYPE_CHECKING:
     from ..data.scene import Scene
@@ -616,7 +623,9 @@ class GeometricTracker:
         structure = ([_Surface(floor[0], floor[1], spread=floor[2])] if floor is not None else []) + walls
         level = floor[0] if floor is not None else up
         floor = floor[:2] if floor is not None else None
-        del all_pts, all_nrm, s_pts, s_nrm
+        del all_pts, all_nrm
+        s_pts.clear()  # the samples are no longer needed (the lists stay: add() refers to them)
+        s_nrm.clear()
         for fp in frames.values():
             fp.room = np.zeros(len(fp.flat), bool)
             for surface in structure:
@@ -1023,23 +1032,6 @@ def _walls(pts: np.ndarray, nrm: np.ndarray, up: np.ndarray, cams: np.ndarray, c
         if len(walls) >= cfg.max_walls:
             break
     return walls
-
-
-def up_direction(poses: np.ndarray) -> np.ndarray:
-    """The world's up direction from camera poses: hand-held and robot cameras keep their x axis (image
-    rows) about horizontal, so up is the direction most nearly perpendicular to all of them; the image's
-    own up (-y) settles the sign. With too little variety in heading, the mean image up is used."""
-    poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
-    if len(poses) == 0:
-        return np.array([0.0, 0.0, 1.0])
-    img_up = -poses[:, :3, 1].mean(axis=0)
-    if len(poses) >= 3:
-        _, sv, vt = np.linalg.svd(poses[:, :3, 0], full_matrices=False)
-        if sv[1] > 0.2 * sv[0] and sv[2] < 0.5 * sv[1]:  # the x axes span a plane: its normal is up
-            up = vt[-1]
-            return up if up @ img_up >= 0 else -up
-    norm = np.linalg.norm(img_up)
-    return img_up / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
 
 
 def _floor_plane(points: np.ndarray, normals: np.ndarray, up: np.ndarray, cam_height: float | None,

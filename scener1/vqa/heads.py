@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.camera import up_direction
 from ..errors import ConfigError, ScenerError
 from . import geometry as geo
 from .router import Mention, Option, RoutedQuestion
@@ -158,14 +159,14 @@ class SceneFacts:
     @property
     def up(self) -> np.ndarray:
         """Gravity up in the result frame: +z for ScanNet-style (axis-aligned or raw z-up) and synthetic scenes,
-        else the mean of the cameras' up directions (handheld cameras are held about upright)."""
+        else estimated from the camera poses (:func:`scener1.data.camera.up_direction`)."""
         scene = self.scene
         if scene.axis_alignment is not None or scene.format_name in ("scannet", "sens", "posed_images"):
             return np.array([0.0, 0.0, 1.0])
         poses = scene.poses[scene.valid_poses]
         if len(poses) == 0:
             raise ScenerError("no frame has a valid pose: no up direction")
-        return geo.unit(-poses[:, :3, 1].mean(axis=0))  # OpenCV cameras: y points down
+        return up_direction(poses)
 
     def ground(self, m: Mention, every_instance: bool) -> GroundedMention:
         # cached per (category, attributes, every_instance) only, so an answer never depends on which other
