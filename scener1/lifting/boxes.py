@@ -106,8 +106,6 @@ def aabb_iou(a: Box3D, b: Box3D) -> float:
     """3D IoU of two axis-aligned boxes (the ScanRefer Acc@k measure)."""
     if not (a.axis_aligned and b.axis_aligned):
         raise ValueError("aabb_iou needs axis-aligned boxes")
-    lo = np.maximum(a.min, b.min)
-    hi = np.minimum(a.max, b.max)
-    inter = float(np.prod(np.clip(hi - lo, 0.0, None)))
-    union = a.volume + b.volume - inter
-    return inter / union if union > 0 else 0.0
+    from ..eval.boxes import aabb_iou as iou_of_arrays  # the metric the benchmarks score with
+
+    return float(iou_of_arrays(np.concatenate([a.min, a.max]), np.concatenate([b.min, b.max])))
