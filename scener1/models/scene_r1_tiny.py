@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..prompts import DEFAULT_PROMPT_VERSION, PROMPT_SETS, write_model_prompt_info
-from .tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+from .tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, qwen_tokenizer
 
 PATCH = 16  # Qwen3-VL patch size; a merged token covers PATCH * MERGE pixels on a side
 MERGE = 2
@@ -125,7 +125,6 @@ def train_tokenizer(max_integer: int = 1000, extra: Iterable[str] = (), phrases:
     fixed text of training-only prompts) is one token.
     Raises ConfigError when an integer did not become one token."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -142,14 +141,7 @@ def train_tokenizer(max_integer: int = 1000, extra: Iterable[str] = (), phrases:
     if split:
         raise ConfigError(f"{len(split)} integers are not single tokens (first: {split[0]})")
     tokenizer.add_tokens([AddedToken(p, normalized=False, special=False) for p in prompt_phrases(phrases)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
-        padding_side="left",
-        model_max_length=32768,
-    )
+    return qwen_tokenizer(tokenizer)
 
 
 def integer_token_ids(tokenizer: Any, max_integer: int) -> dict[int, tuple[int, int]]:

@@ -69,7 +69,6 @@ def default_corpus() -> list[str]:
 def train_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -> Any:
     """A byte-level BPE tokenizer (any text round-trips) with the Qwen special tokens, trained in ms."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -81,6 +80,13 @@ def train_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 
         show_progress=False,
     )
     tokenizer.train_from_iterator(list(corpus) if corpus is not None else default_corpus(), trainer)
+    return qwen_tokenizer(tokenizer)
+
+
+def qwen_tokenizer(tokenizer: Any) -> Any:
+    """A ``tokenizers.Tokenizer`` wrapped for transformers with Qwen's special tokens and left padding."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
