@@ -2,8 +2,9 @@
 
 The demo scene is generated deterministically on first use (``assets/demo_scene``). The demo reads it,
 fuses it, lifts objects from 2D boxes to 3D and checks them against the scene's ground truth, grounds
-language queries when a grounding model is installed, and renders the result offscreen when a Vulkan
-driver is present. Everything it writes goes to one output folder.
+language queries when a grounding model is installed, answers a counting question from the lifted objects
+(found by the grounding model, or without one by the scene's ground-truth 2D boxes, and says which), and
+renders the result offscreen when a Vulkan driver is present. Everything it writes goes to one output folder.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    _say(f"[1/4] demo scene: {DEMO_SCENE}" + ("" if (DEMO_SCENE / "gt").is_dir() else " (generating it once, ~15 s)"))
+    _say(f"[1/5] demo scene: {DEMO_SCENE}" + ("" if (DEMO_SCENE / "gt").is_dir() else " (generating it once, ~15 s)"))
     ensure_demo_scene(DEMO_SCENE)
     summary: dict[str, Any] = {"scene": str(DEMO_SCENE), "objects": [], "queries": []}
     with open_scene(DEMO_SCENE) as scene:
@@ -70,11 +71,11 @@ def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str,
         _say(f"      {info['format']} layout, {info['frames']} frames {info['color_size'][0]}x{info['color_size'][1]}, "
              f"{info['duration_s']:.1f} s at {info['fps']:g} fps, {info['valid_poses']} valid poses")
 
-        _say("[2/4] fusing the scene's depth into a point cloud")
+        _say("[2/5] fusing the scene's depth into a point cloud")
         cloud_path = write_scene_cloud(scene, out, voxel=0.03, max_frames=100)
         _say(f"      -> {cloud_path}")
 
-        _say("[3/4] lifting objects from a 2D box on one frame to 3D (geometric tracker, no weights needed)")
+        _say("[3/5] lifting objects from a 2D box on one frame to 3D (geometric tracker, no weights needed)")
         for obj in demo_objects(DEMO_SCENE / "gt", scene.color_intrinsics.size):
             res = lift(scene, obj["frame"], obj["bbox"])
             truth = Box3D.from_min_max(np.array(obj["aabb"]["min"]), np.array(obj["aabb"]["max"]))
@@ -94,7 +95,10 @@ def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str,
 
         summary["queries"] = _ground_queries(scene, out)
 
-    _say("[4/4] rendering")
+        _say("[4/5] 3D question answering from the lifted objects")
+        summary["vqa"] = _answer_question(scene, out)
+
+    _say("[5/5] rendering")
     summary["render"] = _render(out, summary) if render else None
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -118,6 +122,35 @@ def _ground_queries(scene, out: Path) -> list[dict[str, Any]]:
         _say(f"      '{j['query']}': {j['status']}, frame {j['frame']}, box {j['box_2d']}")
         rows.append({"query": j["query"], "status": j["status"], "dir": str(d)})
     return rows
+
+
+def demo_question(gt_dir: Path) -> tuple[str, int]:
+    """A counting question about the demo scene's most repeated category, and the true count."""
+    from collections import Counter
+
+    counts = Counter(o["category"] for o in json.loads((gt_dir / "objects.json").read_text())["objects"])
+    category, n = max(sorted(counts.items()), key=lambda kv: kv[1])
+    return f"How many {category}(s) are in this room?", n
+
+
+def _answer_question(scene, out: Path) -> dict[str, Any]:
+    from .vqa import VQAEngine
+
+    question, truth = demo_question(DEMO_SCENE / "gt")
+    if (DEMO_MODEL / "config.json").is_file():
+        grounder, how = "pipeline", f"objects found by {DEMO_MODEL.name}"
+        engine = VQAEngine.build("pipeline", mode="geometry", model=str(DEMO_MODEL))
+    else:  # no model: ground truth as prompts, the same lifting and heads (never the ground-truth 3D boxes)
+        grounder, how = "oracle", "objects prompted by the scene's ground-truth 2D boxes (no grounding model)"
+        engine = VQAEngine.build("oracle", mode="geometry")
+    result = engine.answer(scene, question).to_json()
+    (out / "vqa.json").write_text(json.dumps(result, indent=2))
+    _say(f"      '{question}' -> {result['answer']} (ground truth {truth}; {how})")
+    summary = (result.get("geometry") or {}).get("computation", {}).get("summary")
+    if summary:
+        _say(f"      why: {summary}")
+    _say(f"      -> {out / 'vqa.json'}")
+    return {"question": question, "answer": result["answer"], "truth": truth, "grounder": grounder}
 
 
 def _render(out: Path, summary: dict[str, Any]) -> str | None:

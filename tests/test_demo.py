@@ -2,20 +2,32 @@ import json
 
 import pytest
 
-from scener1.demo import demo_objects, run_demo
+from scener1.demo import DEMO_MODEL, demo_objects, demo_question, run_demo
 
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     summary = run_demo(tmp_path / "demo", render=False)
     printed = capsys.readouterr().out
-    assert "[4/4]" in printed and "3D IoU with ground truth" in printed
+    assert "[5/5]" in printed and "3D IoU with ground truth" in printed
     assert (tmp_path / "demo" / "scene.ply").is_file()
     assert json.loads((tmp_path / "demo" / "summary.json").read_text()) == summary
     assert len(summary["objects"]) == 3
     assert len({o["category"] for o in summary["objects"]}) == 3
     # the demo's objects are big furniture seen whole: lifting them must come close to the truth
     assert all(o["status"] == "ok" and o["iou"] > 0.5 for o in summary["objects"]), summary["objects"]
+    # the counting question is answered from the lifted objects, and says who found them
+    vqa = summary["vqa"]
+    assert vqa["grounder"] == ("pipeline" if (DEMO_MODEL / "config.json").is_file() else "oracle")
+    assert (tmp_path / "demo" / "vqa.json").is_file() and vqa["question"] in printed
+    if vqa["grounder"] == "oracle":  # ground-truth 2D prompts: the lifted, de-duplicated count must be right
+        assert int(vqa["answer"]) == vqa["truth"], vqa
+
+
+def test_demo_question_asks_about_the_most_repeated_category(tmp_path):
+    (tmp_path / "objects.json").write_text(json.dumps({"objects": [
+        {"category": "lamp"}, {"category": "chair"}, {"category": "chair"}, {"category": "table"}]}))
+    assert demo_question(tmp_path) == ("How many chair(s) are in this room?", 2)
 
 
 def test_demo_objects_prefer_whole_views(tmp_path):
