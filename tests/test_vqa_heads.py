@@ -229,3 +229,30 @@ def test_appearance_order_picks_the_option_ordering_most_pairs_alike():
     assert near.answer == "A" and near.computation["pairs_agreeing"] == pytest.approx(5 / 6, abs=1e-3)
     facts.times.pop("box"), facts.times.pop("chair")
     assert heads.answer(facts, route(q, ["A. box, sofa, chair, table"])).answer is None  # two never seen
+
+
+def test_facts_for_the_vlm_are_gravity_aligned_when_up_is_not_z():
+    """The VQA prompt says z is up: a scene whose up is y (a tilted capture) is described in an upright frame,
+    so a 2 m tall, 0.5 m wide object reads as 2 m high, not 2 m deep."""
+    from scener1.lifting import aabb_of_points
+    from scener1.types import PointCloud
+    from scener1.vqa import GeometricHeads, route
+    from scener1.vqa.grounding import GroundedMention, Instance
+
+    rng = np.random.default_rng(0)
+    pts = (rng.uniform(0, 1, (400, 3)) * [0.5, 2.0, 0.3]).astype(np.float32)  # tall along y (the scene's up)
+    inst = Instance("wardrobe", PointCloud(pts, np.zeros((400, 3), np.uint8)), aabb_of_points(pts), (),
+                    np.zeros(400, np.int64), ())
+
+    class TiltedFacts(LayoutFacts):
+        up = np.array([0.0, 1.0, 0.0])
+
+        def ground(self, m, every_instance):
+            return GroundedMention(m, (inst,), 1, (), "raw")
+
+    head = GeometricHeads().answer(TiltedFacts({}), route("How many wardrobe(s) are in this room?"))
+    flat = head.facts()  # as if z were up: the height would be the 0.3 m depth
+    upright = head.facts(TiltedFacts.up)
+    height = lambda line: float(line.split("box ")[1].split(" x ")[2].split()[0])  # noqa: E731
+    assert height(flat[0]) == pytest.approx(0.3, abs=0.03)
+    assert height(upright[0]) == pytest.approx(2.0, abs=0.05)

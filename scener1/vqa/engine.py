@@ -225,7 +225,7 @@ class VQAEngine:
         vlm_answers: dict[int, VLMAnswer] = {}
         if ask:
             use_facts = mode == "vlm_facts" or (mode == "auto" and self.settings.facts_to_vlm)
-            batch = [(routed[k], heads[k].facts() if (use_facts and heads[k] is not None) else [],
+            batch = [(routed[k], heads[k].facts(facts.up) if (use_facts and heads[k] is not None) else [],
                       questions[k].situation) for k in ask]
             tv = time.perf_counter()
             for k, a in zip(ask, self.answerer.answer_many(scene, batch)):

@@ -71,15 +71,21 @@ class HeadAnswer:
     def ok(self) -> bool:
         return self.answer is not None
 
-    def facts(self) -> list[str]:
-        """Plain sentences of what was measured, for the VLM's context."""
+    def facts(self, up: Sequence[float] = (0.0, 0.0, 1.0)) -> list[str]:
+        """Plain sentences of what was measured, for the VLM's context. The prompt tells the model that z is up,
+        so for a scene whose up is not z the objects are described in a gravity-aligned frame (z = ``up``)."""
+        z_up = float(np.dot(geo.unit(np.asarray(up, np.float64)), [0.0, 0.0, 1.0])) > 0.999
         lines = []
         for g in self.grounded:
             if not g.instances:
                 lines.append(f"{g.mention.text}: not found")
                 continue
             for k, inst in enumerate(g.instances):
-                c, s = inst.box_3d.center, inst.box_3d.size
+                if z_up or len(inst.cloud) == 0:
+                    c, s = inst.box_3d.center, inst.box_3d.size
+                else:
+                    box = geo.upright_box(inst.cloud.points, up)
+                    c, s = box.center, box.size
                 lines.append(f"{g.mention.category} #{k + 1}: centre ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}) m, "
                              f"box {s[0]:.2f} x {s[1]:.2f} x {s[2]:.2f} m")
         summary = self.computation.get("summary")
