@@ -110,3 +110,20 @@ def test_geometric_lifting_of_the_scannet_objects(realdata):
             ious.append(aabb_iou(result.box_3d, Box3D.from_array(boxes[row, :6])))
     ious = np.asarray(ious)
     assert (ious >= 0.25).all() and (ious >= 0.5).sum() >= 4, ious.round(3)
+
+
+def test_lifting_prompts_are_the_oracles_best_views(realdata):
+    """The prompts above are what tools/bench_lifting.py derives with the VQA oracle: each object's scan points
+    z-buffered into the frame that sees most of them."""
+    from scener1.vqa.oracle import ScanNetOracleDetector
+
+    scene_id = "scene0113_00"
+    meta = realdata / "scannet_scene_meta_txt" / f"{scene_id}.txt"
+    with open_scene(realdata / "scannet_posed_images" / scene_id, meta=meta) as scene:
+        oracle = ScanNetOracleDetector.from_files(
+            realdata / "scannet_points_mmdet3d" / f"{scene_id}.bin",
+            realdata / "scanrefer_aligned_bbox_npy" / f"{scene_id}_aligned_bbox.npy", scene.axis_alignment, margin=0.0)
+        frames = list(scene.frames())
+        for row, frame, box in SCENE0113_PROMPTS:
+            best, got, share = oracle.best_view(frames, row)
+            assert (best.index, [int(c) for c in got]) == (frame, box) and 0 < share <= 1

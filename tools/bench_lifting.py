@@ -32,44 +32,35 @@ import numpy as np
 from tqdm import tqdm
 
 from scener1.data import open_scene
-from scener1.data.camera import project, visible
 from scener1.lifting import Box3D, LiftConfig, aabb_iou, lift
 from scener1.tracking import build_tracker
 
 
 # ---------------------------------------------------------------------------------------------- prompts
 def real_prompts(root: Path, scene_id: str, scene) -> list[dict]:
-    """One prompt per ground-truth box of a real ScanNet scan (see the module docstring)."""
-    boxes = np.load(root / "scanrefer_aligned_bbox_npy" / f"{scene_id}_aligned_bbox.npy")
-    raw = np.fromfile(root / "scannet_points_mmdet3d" / f"{scene_id}.bin", np.float32).reshape(-1, 6)[:, :3]
-    raw = raw.astype(np.float64)
-    A = scene.axis_alignment
-    aligned = raw @ A[:3, :3].T + A[:3, 3]
+    """One prompt per ground-truth box of a real ScanNet scan (see the module docstring), from the VQA oracle's
+    ground-truth points (:class:`scener1.vqa.oracle.ScanNetOracleDetector`, no margin around the boxes)."""
+    from scener1.vqa.oracle import ScanNetOracleDetector
+
+    oracle = ScanNetOracleDetector.from_files(
+        root / "scannet_points_mmdet3d" / f"{scene_id}.bin",
+        root / "scanrefer_aligned_bbox_npy" / f"{scene_id}_aligned_bbox.npy", scene.axis_alignment, margin=0.0)
     frames = [scene.frame(p) for p in range(len(scene)) if scene.valid_poses[p]]
     prompts = []
-    for row in boxes:
-        gt = Box3D.from_array(row[:6])
-        pts = raw[np.all((aligned >= gt.min) & (aligned <= gt.max), axis=1)]
-        best = None
-        for f in frames:
-            seen = visible(pts, f.depth, f.depth_intrinsics, f.pose)
-            if best is None or seen.sum() > best[0]:
-                best = (int(seen.sum()), f, pts[seen])
-        n_seen, f, seen_pts = best
-        if n_seen < 10:
+    for k, row in enumerate(oracle.boxes):
+        found = oracle.best_view(frames, k)
+        if found is None:
             continue
-        uv, _ = project(seen_pts, f.color_intrinsics, f.pose)
-        ci = f.color_intrinsics
-        x1, y1 = np.clip(np.floor(uv.min(0) + 0.5), 0, [ci.width - 1, ci.height - 1])
-        x2, y2 = np.clip(np.floor(uv.max(0) + 0.5) + 1, 1, [ci.width, ci.height])
+        frame, box, share = found
+        gt = Box3D.from_array(row[:6])
         prompts.append({
             "key": f"{scene_id}/{int(row[7])}",
             "object_id": int(row[7]),
             "label": int(row[6]),
-            "frame": f.index,
-            "box": [float(x1), float(y1), float(x2), float(y2)],
+            "frame": frame.index,
+            "box": [float(c) for c in box],
             "gt": {"center": list(gt.center), "size": list(gt.size)},
-            "visible_points": n_seen,
+            "visible_share": round(share, 3),
         })
     return prompts
 

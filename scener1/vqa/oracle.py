@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .router import Mention, singular
 
 if TYPE_CHECKING:
     from ..data.scene import Scene
+    from ..types import Frame
 
 #: other names of the synthetic and ScanNet categories used by benchmark questions
 SYNONYMS = {
@@ -209,6 +211,18 @@ class ScanNetOracleDetector:
         all_uv, z = project(pts, ci, frame.pose)
         cut = bool(((z <= 0) | ~in_image(all_uv, ci.width, ci.height)).any())
         return box, float(seen.mean()), cut
+
+    def best_view(self, frames: Sequence[Frame], k: int) -> tuple[Frame, tuple[float, float, float, float], float] | None:
+        """(frame, colour-pixel box, share of the object's points seen) for the frame of ``frames`` that sees the
+        most of object ``k`` (the lifting benchmark's prompt), or None when none sees ``min_points``."""
+        pts = self.members(k)
+        best = None
+        if len(pts) >= self.min_points:
+            for frame in frames:
+                found = self._project(pts, frame) if frame.pose_valid else None
+                if found is not None and (best is None or found[1] > best[2]):
+                    best = (frame, found[0], found[1])
+        return best
 
     def object_detections(self, scene: Scene, k: int, positions=None) -> list[Detection]:
         """Boxes of object ``k`` on the frames at ``positions`` (evenly sampled frames by default)."""
