@@ -143,8 +143,8 @@ def cmd_ground(args: argparse.Namespace) -> int:
     if not todo:
         print(f"all {len(queries)} queries already have results in {out} (use --overwrite to redo them)")
         return 0
-    pipeline = Pipeline.from_config(args.config, overrides)
-    with open_scene_from_args(args) as scene:
+    with open_scene_from_args(args) as scene:  # the scene first: a wrong path is reported before a model loads
+        pipeline = Pipeline.from_config(args.config, overrides)
         results = pipeline.ground_many(scene, [queries[k] for k in todo], progress=len(todo) > 1)
         for k, result in zip(todo, results):
             write_result(result, scene, dirs[k])

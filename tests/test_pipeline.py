@@ -187,6 +187,10 @@ def test_ground_cli_bad_input(tiny_model, scan, tmp_path):
     code, _, err = run_cli("ground", "--scene", scan[0], "--query", "x", "--model", tmp_path / "nowhere",
                            "--out", tmp_path / "o")
     assert code == 2 and err.startswith("scener1: error:") and len(err.strip().splitlines()) == 1
+    # a wrong scene path is named before the (here also missing) model is looked for
+    code, _, err = run_cli("ground", "--scene", tmp_path / "noscene", "--query", "x", "--model", tmp_path / "nowhere",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "scene path does not exist" in err
     code, _, err = run_cli("ground", "--scene", scan[0], "--out", tmp_path / "o", "--model", tiny_model)
     assert code == 2 and "exactly one of --query TEXT or --queries FILE" in err
     code, _, err = run_cli("ground", "--scene", scan[0], "--query", "x", "--model", tiny_model,

@@ -158,6 +158,10 @@ def test_cli_rejects_bad_combinations(scene_dir, tmp_path, capsys):
     assert "empty" in capsys.readouterr().err
     assert vqa_main(base + ["--question", "How many beds?", "--grounder", "oracle", "vqa.heads.size_from_views=max"]) == 2
     assert "size_from_views" in capsys.readouterr().err
+    # a wrong scene is named before any model is looked for (the default model is not shipped here)
+    assert vqa_main(["--scene", str(tmp_path / "noscene"), "--out", str(tmp_path / "x"), "--question", "How many beds?",
+                     "--model", str(tmp_path / "nomodel")]) == 2
+    assert "scene path does not exist" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------- scener1 eval

@@ -170,9 +170,10 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         print(f"all {len(rows)} questions already answered in {answers_path} (use --overwrite to redo them)")
         return 0
-    engine = VQAEngine.build(args.grounder, mode=args.mode, config=args.config, overrides=pipe_opts,
-                             model=args.model, vqa_overrides=vqa_opts, oracle_files=oracle_files)
+    # the scene first: a wrong path is reported before a model is loaded
     with open_scene_from_args(args) as scene:
+        engine = VQAEngine.build(args.grounder, mode=args.mode, config=args.config, overrides=pipe_opts,
+                                 model=args.model, vqa_overrides=vqa_opts, oracle_files=oracle_files)
         chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
         bar = None
         if len(todo) > 1 and not args.quiet:
