@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from scener1.errors import ConfigError
 
@@ -103,6 +104,13 @@ def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
     assert sft.max_steps == 10 and not sft.remove_unused_columns
     with pytest.raises(ConfigError, match="unknown GRPOStageConfig option"):
         stage_config(GRPOStageConfig, {"output_dir": "x", "num_generation": 8})
+    # PyYAML reads 5e-5 (no dot) as a string; numeric fields take it as the number it says
+    loaded = yaml.safe_load("learning_rate: 5e-5\nmax_steps: 3e2\n")
+    assert loaded["learning_rate"] == "5e-5"
+    grpo_cfg = stage_config(GRPOStageConfig, {"output_dir": "x", **loaded})
+    assert grpo_cfg.learning_rate == 5e-5 and grpo_cfg.max_steps == 300 and isinstance(grpo_cfg.max_steps, int)
+    with pytest.raises(ConfigError, match="learning_rate must be a number"):
+        stage_config(GRPOStageConfig, {"output_dir": "x", "learning_rate": "fast"})
     for name in ("qwen2_5_vl_7b", "qwen3_vl"):
         recipe = load_recipe(ROOT / "configs" / "train" / f"{name}.yaml")
         assert recipe.grpo is not None and recipe.grpo.tasks == ("image",)

@@ -179,10 +179,27 @@ def stage_config(cls: type, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    values = dict(values)
+    values = {k: _number(cls.__name__, k, cls.__dataclass_fields__[k].type, v) for k, v in values.items()}
     if "tasks" in values:
         values["tasks"] = tuple(values["tasks"])
     return cls(**values)
+
+
+def _number(owner: str, name: str, annotation: Any, value: Any) -> Any:
+    """``value`` as the number a field annotated ``float`` / ``int`` wants. YAML 1.1 (PyYAML) reads ``5e-5``
+    without a dot as a string, which would reach the optimizer as one."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if not isinstance(value, str) or not ({"float", "int"} & set(kinds)):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{owner}.{name} must be a number, got {value!r}") from None
+    if "float" in kinds:
+        return number
+    if not number.is_integer():
+        raise ConfigError(f"{owner}.{name} must be a whole number, got {value!r}")
+    return int(number)
 
 
 # --------------------------------------------------------------------------------------------- helpers
