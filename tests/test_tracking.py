@@ -246,6 +246,24 @@ def sam2_tracker():
 
 
 @pytest.mark.slow
+def test_lift_with_sam2_masks_removes_outliers(sam2_tracker, tmp_path):
+    """SAM2 masks are not 3D-consistent like the geometric tracker's: lifting through SAM2 runs the statistical +
+    DBSCAN cleaning ("auto") and still returns a result (random weights: the masks are arbitrary)."""
+    from scener1.lifting import LiftConfig, lift
+
+    scan, ids = object_scan(tmp_path, n=6)
+    with open_scene(scan) as scene:
+        result = lift(scene, int(scene.frame_ids[2]), gt_box_2d(ids[2]), tracker=sam2_tracker,
+                      config=LiftConfig(max_frames=6))
+    assert result.trace["tracker"]["tracker"] == "sam2"
+    assert not result.trace["tracker"].get("masks_3d_consistent", False)
+    if result.status == "ok":
+        assert "after_dbscan" in result.trace["fusion"] and result.n_points >= LiftConfig().min_points
+    else:
+        assert result.status == "no_points" and result.reason
+
+
+@pytest.mark.slow
 def test_sam2_propagates_both_ways_and_answers_every_requested_frame(sam2_tracker, tmp_path):
     scan, ids = object_scan(tmp_path, n=6)
     with open_scene(scan) as scene:
