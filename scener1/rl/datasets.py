@@ -275,6 +275,29 @@ def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: i
     return out
 
 
+def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: list[dict[str, Any]], answer: str,
+               object_id: int, difficulty: int, box: list[float] | None, model_size: tuple[int, int] | None,
+               convention: str) -> dict[str, Any]:
+    """A one-frame row (image grounding or detection) with every column the trainers read."""
+    return {
+        "task": task,
+        "scene": str(truth.path),
+        "positions": [position],
+        "timestamps": [],
+        "query": query,
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": answer}],
+        "object_id": object_id,
+        "difficulty": difficulty,
+        "box": box,
+        "image_size": list(truth.size),
+        "model_image_size": None if model_size is None else list(model_size),
+        "box_coordinates": convention,
+        "spans": None,
+        "duration": None,
+    }
+
+
 def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn | None = None,
                settings: ImageTaskSettings | None = None, prompt_version: str | None = None) -> list[dict[str, Any]]:
     """Image-grounding rows of one scene (see the module docstring)."""
@@ -301,23 +324,10 @@ def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn
             target = box_in_model_coordinates(v.box, truth.size, model_size, convention)
             for query, difficulty, relation in queries:
                 think = image_rationale(truth, obj, v.box, relation) if s.rationale else ""
-                rows.append({
-                    "task": "image",
-                    "scene": str(truth.path),
-                    "positions": [position],
-                    "timestamps": [],
-                    "query": query,
-                    "prompt": image_messages(query, convention, prompt_version),
-                    "completion": [{"role": "assistant", "content": box_answer(think, target, obj.label)}],
-                    "object_id": obj.object_id,
-                    "difficulty": difficulty,
-                    "box": [float(c) for c in v.box],
-                    "image_size": [W, H],
-                    "model_image_size": None if model_size is None else list(model_size),
-                    "box_coordinates": convention,
-                    "spans": None,
-                    "duration": None,
-                })
+                rows.append(_frame_row(
+                    "image", truth, position, query, image_messages(query, convention, prompt_version),
+                    box_answer(think, target, obj.label), obj.object_id, difficulty, [float(c) for c in v.box],
+                    model_size, convention))
     return rows
 
 
@@ -374,23 +384,8 @@ def detection_rows(truth: SceneTruth, convention: str, model_image_size: ImageSi
         for v in shown:
             b = box_in_model_coordinates(v.box, truth.size, model_size, convention)
             items.append(f'{{"bbox_2d": [{b[0]}, {b[1]}, {b[2]}, {b[3]}], "label": "{truth.objects[v.object_id].label}"}}')
-        rows.append({
-            "task": "detect",
-            "scene": str(truth.path),
-            "positions": [position],
-            "timestamps": [],
-            "query": "",
-            "prompt": detection_messages(convention, prompt_version),
-            "completion": [{"role": "assistant", "content": "<answer>[" + ", ".join(items) + "]</answer>"}],
-            "object_id": -1,
-            "difficulty": 0,
-            "box": None,
-            "image_size": [W, H],
-            "model_image_size": None if model_size is None else list(model_size),
-            "box_coordinates": convention,
-            "spans": None,
-            "duration": None,
-        })
+        rows.append(_frame_row("detect", truth, position, "", detection_messages(convention, prompt_version),
+                               "<answer>[" + ", ".join(items) + "]</answer>", -1, 0, None, model_size, convention))
     return rows
 
 
