@@ -53,7 +53,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise ConfigError("--min-depth must be >= 0 and below --max-depth")
     with open_scene_from_args(args) as scene:
         if args.aligned and scene.axis_alignment is None:
-            raise ConfigError(f"--aligned: {scene.path} has no axis alignment (pass --meta sceneXXXX_XX.txt)")
+            raise ConfigError(f"--aligned: {scene.path} has no axis alignment (pass the scan's meta file with --meta, e.g. scene0113_00.txt)")
         positions = sample_frames(scene.timestamps, scene.valid_poses, stride=args.stride, max_frames=args.max_frames)
         skipped = int((~scene.valid_poses).sum())
         if len(positions) == 0:

@@ -17,7 +17,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scene")
     g.add_argument("--scene", required=True, metavar="PATH", help="scene folder, .sens file or video file")
     g.add_argument("--format", choices=FORMATS, help="scene layout (detected when omitted)")
-    g.add_argument("--meta", metavar="FILE", help="ScanNet sceneXXXX_XX.txt (depth intrinsics, axisAlignment)")
+    g.add_argument("--meta", metavar="FILE", help="ScanNet scene<id>.txt (depth intrinsics, axisAlignment)")
     g.add_argument("--fps", type=float, metavar="R", help="capture rate for sources without timestamps (default 30)")
     g.add_argument("--depth-scale", type=float, metavar="S", help="raw depth units per metre (default 1000)")
 

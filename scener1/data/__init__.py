@@ -51,7 +51,7 @@ def open_scene(
     """Open an RGB-D scene, detecting its layout unless ``format`` names one of :data:`READERS`.
 
     ``fps`` sets the capture rate for sources without timestamps (default 30), ``depth_scale`` the raw
-    depth units per metre (default 1000, or the ``.sens`` header's), ``meta`` a ScanNet ``sceneXXXX_XX.txt``
+    depth units per metre (default 1000, or the ``.sens`` header's), ``meta`` a ScanNet ``scene<id>.txt``
     giving depth intrinsics and the axis alignment.
     """
     path = Path(path).expanduser()

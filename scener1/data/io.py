@@ -130,7 +130,7 @@ def numbered_files(folder: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
 
 
 def read_scannet_meta(path: Path) -> dict[str, str]:
-    """A ScanNet ``sceneXXXX_XX.txt`` meta file as a dict of ``key = value`` strings."""
+    """A ScanNet ``scene<id>.txt`` meta file as a dict of ``key = value`` strings."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()

@@ -5,7 +5,7 @@ Layout (one folder per scan)::
     NNNNN.jpg  (colour)   NNNNN.png  (uint16 depth, mm)   NNNNN.txt  (4x4 camera-to-world)
     intrinsic.txt         (4x4 *colour* intrinsics)
     depth_intrinsic.txt   (optional, 4x4 depth intrinsics)
-    sceneXXXX_XX.txt      (optional ScanNet meta file: depth intrinsics and axisAlignment; --meta elsewhere)
+    scene<id>.txt      (optional ScanNet meta file: depth intrinsics and axisAlignment; --meta elsewhere)
 
 Colour (1296x968) and depth (640x480) differ in resolution; without depth intrinsics from a meta file the
 colour camera is rescaled to the depth size, which ScanNet's own numbers show to be off by about half a

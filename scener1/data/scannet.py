@@ -4,7 +4,7 @@ Layout::
 
     scan/color/<i>.jpg   scan/depth/<i>.png   scan/pose/<i>.txt
     scan/intrinsic/intrinsic_color.txt  intrinsic_depth.txt  (4x4 each)
-    scan/sceneXXXX_XX.txt   (optional meta file: axisAlignment)
+    scan/scene<id>.txt   (optional meta file: axisAlignment)
 
 Frame names are unpadded capture indices, so timestamps are ``i / fps`` (30 Hz unless told otherwise).
 """

@@ -28,7 +28,7 @@ class SceneOptions:
 
     fps: float | None = None  # capture rate used to turn frame names into timestamps
     depth_scale: float | None = None  # raw depth units per metre (1000 for millimetres)
-    meta: Path | None = None  # a ScanNet sceneXXXX_XX.txt meta file (depth intrinsics, axisAlignment)
+    meta: Path | None = None  # a ScanNet scene<id>.txt meta file (depth intrinsics, axisAlignment)
 
 
 class Scene(abc.ABC):
@@ -188,7 +188,7 @@ def _progress(positions: list[int], progress: bool | str) -> Iterable[int]:
 
 @dataclass(frozen=True)
 class ScanNetMeta:
-    """What a ScanNet ``sceneXXXX_XX.txt`` tells a reader."""
+    """What a ScanNet ``scene<id>.txt`` tells a reader."""
 
     path: Path
     depth_intrinsics: Intrinsics | None
@@ -219,7 +219,7 @@ def load_scannet_meta(path: Path) -> ScanNetMeta:
 
 
 def find_scannet_meta(folder: Path) -> Path | None:
-    """The meta file lying in ``folder``: ``<folder name>.txt``, else a single ``sceneXXXX_XX.txt``."""
+    """The meta file lying in ``folder``: ``<folder name>.txt``, else a single ``scene<id>.txt``."""
     import re
 
     own = folder / f"{folder.name}.txt"
