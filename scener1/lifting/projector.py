@@ -119,12 +119,13 @@ def erode_mask(mask: np.ndarray, radius: int, min_keep: float = 0.3) -> tuple[np
 
 
 def to_depth_mask(mask: np.ndarray, frame: Frame) -> np.ndarray:
-    """A mask on the frame's colour image (or already on its depth image) as a depth-image mask."""
+    """A mask on the frame's colour image (or already on its depth image) as a depth-image mask (read-only use:
+    a bool mask already on the depth image is returned as it is, not copied)."""
     ci, di = frame.color_intrinsics, frame.depth_intrinsics
+    if mask.shape == (di.height, di.width) and (ci == di or mask.shape != (ci.height, ci.width)):
+        return np.asarray(mask, dtype=bool)
     if mask.shape == (ci.height, ci.width):
         return color_mask_to_depth(mask, ci, di)
-    if mask.shape == (di.height, di.width):
-        return np.asarray(mask, dtype=bool)
     raise ValueError(
         f"frame {frame.index}: mask is {mask.shape[1]}x{mask.shape[0]}, expected the colour image "
         f"{ci.width}x{ci.height} or the depth image {di.width}x{di.height}"
