@@ -36,7 +36,7 @@ def tiny_model(tmp_path_factory):
 
 def test_two_grpo_steps_on_cpu_through_the_recipe_entry_point(tiny_model, scene_root, tmp_path):
     """The command the GPU recipe runs (``python -m scener1.rl.train configs/train/qwen3_vl.yaml``), with the
-    tiny model, two GRPO steps on the CPU."""
+    tiny model, two GRPO steps on the CPU in bf16 autocast (as the tiny recipe trains)."""
     from scener1.models import load_vlm
     from scener1.rl.train import main
 
@@ -46,7 +46,7 @@ def test_two_grpo_steps_on_cpu_through_the_recipe_entry_point(tiny_model, scene_
                  "data.eval_temporal_rows=0", "data.image={frame_stride: 8}", "sft=null",
                  "grpo.max_steps=2", "grpo.prompts_per_step=1", "grpo.num_generations=2",
                  "grpo.gradient_accumulation_steps=1", "grpo.max_completion_length=12", "grpo.device=cpu",
-                 "grpo.gradient_checkpointing=false", "grpo.save_steps=1", "grpo.eval_every=2",
+                 "grpo.gradient_checkpointing=false", "grpo.precision=bf16", "grpo.save_steps=1", "grpo.eval_every=2",
                  "grpo.eval_max_new_tokens=8", "grpo.logging_steps=1"])
     assert code == 0
     final = out / "grpo" / "final"
@@ -101,7 +101,13 @@ def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
     assert grpo.per_device_train_batch_size == 12 and grpo.num_generations == 4
     assert grpo.loss_type == "dapo" and grpo.beta == 0.0 and grpo.use_cpu
     sft = SFTStageConfig(output_dir=str(tmp_path), total_rows=100, batch_size=10, device="cpu").to_trl()
-    assert sft.max_steps == 10 and not sft.remove_unused_columns
+    assert sft.max_steps == 10 and not sft.remove_unused_columns and not sft.bf16
+    # bf16 autocast on CPU is opt-in (the tiny recipe uses it); unknown precisions are refused
+    sft_bf16 = SFTStageConfig(output_dir=str(tmp_path), device="cpu", precision="bf16").to_trl()
+    assert sft_bf16.bf16 and sft_bf16.use_cpu and not sft_bf16.fp16
+    assert not GRPOStageConfig(output_dir=str(tmp_path), device="cpu", precision="fp32").to_trl().bf16
+    with pytest.raises(ConfigError, match="unknown training precision 'half'"):
+        SFTStageConfig(output_dir=str(tmp_path), device="cpu", precision="half").to_trl()
     with pytest.raises(ConfigError, match="unknown GRPOStageConfig option"):
         stage_config(GRPOStageConfig, {"output_dir": "x", "num_generation": 8})
     # PyYAML reads 5e-5 (no dot) as a string; numeric fields take it as the number it says

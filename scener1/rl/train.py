@@ -29,18 +29,26 @@ GRPO_CURVES = ("reward", "rewards/box_iou_reward/mean", "rewards/format_reward/m
                "completions/mean_length", "loss")
 
 
-def _device_flags(device: str) -> dict[str, Any]:
-    """TrainingArguments flags for ``device``: ``auto`` (CUDA when visible), ``cpu`` or ``cuda``."""
+def _device_flags(device: str, precision: str = "auto") -> dict[str, Any]:
+    """TrainingArguments flags for ``device`` (``auto``: CUDA when visible, ``cpu`` or ``cuda``) and
+    ``precision``: ``auto`` (bf16 on a GPU that has it, else fp16 there; fp32 on CPU), ``bf16`` (autocast;
+    on CPUs with AVX-512 BF16 about twice as fast as fp32 for the tiny model) or ``fp32``."""
     import torch
 
-    device = device.lower()
+    device, precision = device.lower(), precision.lower()
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown training device '{device}'; use auto, cpu or cuda")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"unknown training precision '{precision}'; use auto, bf16 or fp32")
     cuda = torch.cuda.is_available() and device != "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda asked for but no CUDA GPU is visible")
+    if precision == "fp32":
+        return {"use_cpu": not cuda, "bf16": False, "fp16": False}
     if not cuda:
-        return {"use_cpu": True, "bf16": False, "fp16": False}
+        return {"use_cpu": True, "bf16": precision == "bf16", "fp16": False}
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision bf16 asked for but this GPU does not support bf16")
     return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported()}
 
 
@@ -77,6 +85,7 @@ class SFTStageConfig:
     gradient_checkpointing: bool = False
     dataloader_num_workers: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto | bf16 | fp32 (see _device_flags)
     deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-3 for large models)
     report_to: str = "none"
 
@@ -100,7 +109,7 @@ class SFTStageConfig:
             save_total_limit=self.save_total_limit, seed=self.seed, data_seed=self.seed,
             remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
             dataloader_num_workers=self.dataloader_num_workers, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False, save_only_model=False,
-            **_device_flags(self.device), **_checkpointing(self.gradient_checkpointing), **kwargs,
+            **_device_flags(self.device, self.precision), **_checkpointing(self.gradient_checkpointing), **kwargs,
         )
 
 
@@ -143,6 +152,7 @@ class GRPOStageConfig:
                                                                     "gate_proj", "up_proj", "down_proj"])
     gradient_checkpointing: bool = False
     device: str = "auto"
+    precision: str = "auto"
     deepspeed: str | None = None
     report_to: str = "none"
 
@@ -161,7 +171,7 @@ class GRPOStageConfig:
             data_seed=self.seed, logging_steps=self.logging_steps, save_steps=self.save_steps,
             save_total_limit=self.save_total_limit, remove_unused_columns=False, use_vllm=self.use_vllm,
             vllm_mode=self.vllm_mode, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False,
-            **_device_flags(self.device), **_checkpointing(self.gradient_checkpointing),
+            **_device_flags(self.device, self.precision), **_checkpointing(self.gradient_checkpointing),
         )
 
     def peft_config(self) -> Any:
