@@ -25,6 +25,7 @@ from scener1.rl.datasets import (
     region_name,
     relation_facts,
     scene_dirs,
+    vqa_rows,
 )
 from scener1.rl.rewards import box_iou_reward, temporal_iou_reward
 
@@ -146,8 +147,8 @@ def test_settings_filter_rows(scene):
                         image=ImageTaskSettings(frame_stride=10, frame_queries=False))
     assert sparse and all(r["task"] == "image" and r["difficulty"] == 1 and r["positions"][0] % 10 == 0
                           for r in sparse)
-    with pytest.raises(ConfigError):
-        build_rows([scene], tasks=("vqa",))
+    with pytest.raises(ConfigError, match="unknown task"):
+        build_rows([scene], tasks=("captioning",))
 
 
 def test_scene_discovery_and_missing_ground_truth(scene, tmp_path):
@@ -184,7 +185,8 @@ def test_collator_feeds_the_prompt_exactly_as_inference_and_learns_only_the_answ
     frames = FrameSource()
     image = [r for r in rows if r["task"] == "image"][:2]
     temporal = [r for r in rows if r["task"] == "temporal"][:1]
-    for batch_rows in (image, temporal):
+    vqa = build_rows([scene], tasks=("vqa",))[:2]
+    for batch_rows in (image, temporal, vqa):
         batch = GroundingCollator(vlm.processor, frames)(batch_rows)
         prepared = vlm.prepare([row_request(r, frames) for r in batch_rows])
         n = prepared.prompt_length
@@ -222,3 +224,41 @@ def test_detection_rows_list_every_clear_object_of_the_frame_left_to_right(scene
             assert got.label == truth.objects[want.object_id].label
             assert max(abs(a - b) for a, b in zip(got.box, want.box)) <= 1.0  # integer rounding in model pixels
     check_rows(rows)
+
+
+def test_vqa_rows_ask_as_the_vqa_head_asks_and_answer_the_scene_questions(scene):
+    from scener1.prompts import vqa_messages
+    from scener1.rl.evaluate import score_vqa_answer
+    from scener1.rl.vqa_rewards import vqa_answer_reward
+    from scener1.temporal.core import sample_video_positions
+    from scener1.vqa.router import route
+    from scener1.vqa.vlm_head import VLMSettings, answer_kind
+
+    truth = load_scene_truth(scene)
+    rows = vqa_rows(truth)
+    vsi = json.loads((scene / "gt" / "vsibench.json").read_text())
+    scanqa = json.loads((scene / "gt" / "scanqa.json").read_text())
+    assert len(rows) == len(vsi) + len(scanqa) > 0
+    positions = sample_video_positions(truth.timestamps, VLMSettings().clip_settings())
+    for row, record in zip(rows, vsi + scanqa):
+        assert row["task"] == "vqa" and row["positions"] == positions.tolist()
+        rq = route(record["question"], record.get("options") or None)
+        assert row["prompt"] == vqa_messages(rq.question, row["timestamps"], answer_kind(rq), row["options"])
+    numeric = [r for r in rows if r["question_type"] == "object_counting"]
+    assert numeric and all(r["ground_truth"] is not None and r["answers"] is None for r in numeric)
+    free = [r for r in rows if r["question_type"] == "free_form"]
+    assert free and all(r["answers"] and r["ground_truth"] is None for r in free)
+    # the rationale states true facts: a counting row names as many colours as it counts
+    count = numeric[0]
+    think = answer_text(count).split("</think>")[0]
+    assert think.count(",") + 1 == int(count["ground_truth"])
+    # every written answer scores 1 with the VQA reward and the evaluator; a wrong one scores less
+    columns = {k: [r[k] for r in rows] for k in ("task", "question_type", "ground_truth", "answers")}
+    assert vqa_answer_reward([answer_text(r) for r in rows], **columns) == [1.0] * len(rows)
+    check_rows(rows)
+    assert score_vqa_answer(answer_text(count), count).score == 1.0
+    wrong = answer_text(count).replace(f"<answer>{count['ground_truth']}", "<answer>100")
+    assert score_vqa_answer(wrong, count).score < 0.5
+    broken = [dict(count, completion=[{"role": "assistant", "content": wrong}])]
+    with pytest.raises(ConfigError, match="scores"):
+        check_rows(broken)

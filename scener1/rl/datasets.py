@@ -21,6 +21,11 @@ Two tasks, each row holding a prompt in the exact wording the pipeline uses (:mo
   training-only prompt (:data:`DETECTION_PROMPT`) the pipeline never asks. It gives a small model dense
   supervision of where things are (several boxes for the cost of one image) to build grounding on.
 
+- ``vqa``: the video as the VQA head shows it -> the answer to one of the scene's VSI-Bench-style questions
+  (``gt/vsibench.json``) or ScanQA-style ones (``gt/scanqa.json``, scored as free-form answers), with the
+  columns the answer rewards of :mod:`scener1.rl.vqa_rewards` read (``question_type``, ``ground_truth``,
+  ``answers``).
+
 Rationales for supervised training (the ``<think>`` part) state only facts of the scene graph and the
 ground truth: the object's relations to named anchors, and where it lies in the image or when it is seen.
 
@@ -42,12 +47,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SceneError
-from ..prompts import image_messages, temporal_messages
+from ..prompts import image_messages, temporal_messages, vqa_messages
 
 #: (width, height) of the original frame -> (width, height) the model's processor resizes it to.
 ImageSizeFn = Callable[[int, int], tuple[int, int]]
 
-TASKS = ("image", "temporal", "detect")
+TASKS = ("image", "temporal", "detect", "vqa")
 REGIONS = (("top left", "top", "top right"), ("left", "centre", "right"), ("bottom left", "bottom", "bottom right"))
 
 
@@ -485,6 +490,95 @@ def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = Non
     return rows
 
 
+# --------------------------------------------------------------------------------------------- vqa rows
+@dataclass(frozen=True)
+class VQATaskSettings:
+    """Which of a scene's questions become VQA rows; frames are shown as the VQA head shows them."""
+
+    vsibench: bool = True
+    scanqa: bool = True
+    rationale: bool = True
+
+
+def _names(truth: SceneTruth, ids: Iterable[Any]) -> list[str]:
+    return [f"the {truth.objects[int(i)].category}" for i in ids]
+
+
+def vqa_rationale(truth: SceneTruth, record: dict[str, Any], answer: str, option: str | None) -> str:
+    """A true statement of what the answer rests on, from the question's program and the scene graph."""
+    from ..synth.objects import plural
+
+    qtype, program = record["question_type"], record.get("program") or {}
+    ids = [int(i) for i in record.get("object_ids", ())]
+    if qtype == "object_counting":
+        colours = sorted(truth.objects[i].color for i in ids)
+        return (f"There are {answer} {plural(program.get('category', 'object'))} in the room"
+                + (f": {', '.join(colours)}." if colours else "."))
+    if qtype == "object_abs_distance":
+        a, b = _names(truth, program.get("objects", ids)[:2])
+        return f"The closest points of {a} and {b} are {answer} m apart."
+    if qtype == "object_size_estimation":
+        (a,) = _names(truth, [program.get("object", ids[0])])
+        return f"The longest side of {a} is {answer} cm."
+    if qtype == "room_size_estimation":
+        return f"The floor of the room covers {answer} square metres."
+    if qtype == "free_form":
+        target = program.get("target")
+        if target is not None and int(target) in truth.objects:
+            obj = truth.objects[int(target)]
+            facts = relation_facts(truth, obj.object_id, program.get("logic"), limit=1)
+            where = f" is {facts[0]}" if facts else " is in the room"
+            return f"{_subject(obj)}{where}. The answer is {answer}."
+        return f"The answer is {answer}."
+    return f"The option that holds is {answer}: {option}." if option else f"The answer is {answer}."
+
+
+def vqa_rows(truth: SceneTruth, settings: VQATaskSettings | None = None, vlm: Any = None,
+             prompt_version: str | None = None) -> list[dict[str, Any]]:
+    """VQA rows of one scene, on the frames the VQA head would show (``vlm``: its
+    :class:`~scener1.vqa.vlm_head.VLMSettings`, default if ``None``), prompts worded as the head words them."""
+    from ..temporal.core import sample_video_positions
+    from ..vqa.router import route
+    from ..vqa.vlm_head import VLMSettings, answer_kind
+
+    s = settings or VQATaskSettings()
+    vlm = vlm or VLMSettings()
+    gt = truth.path / "gt"
+    records: list[tuple[dict[str, Any], str, list[str] | None]] = []
+    if s.vsibench and (gt / "vsibench.json").is_file():
+        records += [(r, str(r["question_type"]), None) for r in _read_json(gt / "vsibench.json")]
+    if s.scanqa and (gt / "scanqa.json").is_file():
+        records += [(r, "free_form", [str(a) for a in r["answers"]]) for r in _read_json(gt / "scanqa.json")]
+    if not records:
+        return []
+    times = truth.timestamps
+    positions = sample_video_positions(times, vlm.clip_settings())
+    shown = times[positions] - times[positions][0]
+    rows = []
+    for record, qtype, answers in records:
+        rq = route(str(record["question"]), list(record.get("options") or []) or None)
+        truth_answer = answers[0] if answers else str(record["ground_truth"])
+        option = next((o.text for o in rq.options if o.letter == truth_answer), None)
+        think = vqa_rationale(truth, {**record, "question_type": qtype}, truth_answer, option) if s.rationale else ""
+        options = [f"{o.letter}. {o.text}" for o in rq.options]
+        rows.append({
+            "task": "vqa",
+            "scene": str(truth.path),
+            "positions": [int(p) for p in positions],
+            "timestamps": [round(float(t), 4) for t in shown],
+            "query": rq.question,
+            "prompt": vqa_messages(rq.question, shown, answer_kind(rq), options, version=prompt_version),
+            "completion": [{"role": "assistant", "content": f"<think>{think}</think><answer>{truth_answer}</answer>"}],
+            "object_id": None,
+            "difficulty": 1,
+            "question_type": qtype,
+            "ground_truth": None if answers else truth_answer,
+            "answers": answers,
+            "options": options,
+        })
+    return rows
+
+
 # --------------------------------------------------------------------------------------------- datasets
 def scene_dirs(root: str | Path) -> list[Path]:
     """Scene folders under ``root`` (those with ``gt/frames.json``), sorted; ``root`` itself if it is one."""
@@ -500,9 +594,10 @@ def scene_dirs(root: str | Path) -> list[Path]:
 def build_rows(scenes: Iterable[str | Path], *, tasks: Sequence[str] = ("image", "temporal"),
                convention: str = "resized_pixels", model_image_size: ImageSizeFn | None = None,
                image: ImageTaskSettings | None = None, temporal: TemporalTaskSettings | None = None,
-               detect: DetectionTaskSettings | None = None, prompt_version: str | None = None,
+               detect: DetectionTaskSettings | None = None, vqa: VQATaskSettings | None = None,
+               prompt_version: str | None = None, vqa_prompt_version: str | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
-    """Rows of every task (``image``, ``temporal``, ``detect``) for every scene, in scene order."""
+    """Rows of every task (``image``, ``temporal``, ``detect``, ``vqa``) for every scene, in scene order."""
     unknown = set(tasks) - set(TASKS)
     if unknown:
         raise ConfigError(f"unknown task(s) {', '.join(sorted(unknown))}; choose from {', '.join(TASKS)}")
@@ -521,6 +616,8 @@ def build_rows(scenes: Iterable[str | Path], *, tasks: Sequence[str] = ("image",
             rows += temporal_rows(truth, temporal, prompt_version=prompt_version)
         if "detect" in tasks:
             rows += detection_rows(truth, convention, model_image_size, detect, prompt_version)
+        if "vqa" in tasks:
+            rows += vqa_rows(truth, vqa, prompt_version=vqa_prompt_version)
     return rows
 
 
@@ -576,14 +673,17 @@ def curriculum_order(rows: Sequence[dict[str, Any]], curriculum: Curriculum) -> 
 class FrameSource:
     """Reads the frames rows refer to, through :func:`scener1.data.open_scene` (any supported layout).
 
-    Keeps up to ``max_scenes`` scenes open and ``max_clips`` temporal clips built (a scene's clip is the
-    same for all its temporal rows). Clips are built exactly as the temporal stage builds them.
+    Keeps up to ``max_scenes`` scenes open and ``max_clips`` clips built (a scene's clip is the same for all
+    its temporal rows). Clips are built exactly as the temporal stage (temporal rows) or the VQA head
+    (``vqa`` rows; ``vqa``: its :class:`~scener1.vqa.vlm_head.VLMSettings`) builds them.
     """
 
-    def __init__(self, temporal: Any = None, max_scenes: int = 16, max_clips: int = 32):
+    def __init__(self, temporal: Any = None, max_scenes: int = 16, max_clips: int = 32, vqa: Any = None):
         from ..temporal.core import TemporalSettings
+        from ..vqa.vlm_head import VLMSettings
 
         self.temporal = temporal or TemporalSettings()
+        self.vqa = (vqa or VLMSettings()).clip_settings()
         self.max_scenes = max_scenes
         self.max_clips = max_clips
         self._scenes: OrderedDict[str, Any] = OrderedDict()
@@ -607,16 +707,17 @@ class FrameSource:
         return self.scene(row["scene"]).frame(int(row["positions"][0])).color
 
     def clip(self, row: dict[str, Any]) -> Any:
-        """The video of a temporal row (a :class:`scener1.models.VideoClip`)."""
+        """The video of a temporal or VQA row (a :class:`scener1.models.VideoClip`)."""
         from ..temporal.core import build_video_clip
 
-        key = (row["scene"], tuple(row["positions"]))
+        key = (row["task"], row["scene"], tuple(row["positions"]))
         if key in self._clips:
             self._clips.move_to_end(key)
             return self._clips[key]
         scene = self.scene(row["scene"])
         frames = [f.color for f in scene.frames(list(row["positions"]))]
-        clip = build_video_clip(frames, np.asarray(row["timestamps"], float), self.temporal)
+        settings = self.vqa if row["task"] == "vqa" else self.temporal
+        clip = build_video_clip(frames, np.asarray(row["timestamps"], float), settings)
         self._clips[key] = clip
         while len(self._clips) > self.max_clips:
             self._clips.popitem(last=False)
@@ -645,7 +746,15 @@ def check_rows(rows: Sequence[dict[str, Any]]) -> None:
             parsed = parse_box(answer_text(row), geometry)
             if parsed.value is None or len(parsed.boxes) != answer_text(row).count("bbox_2d"):
                 raise ConfigError(f"detection row {i}: its answer does not read back to its boxes")
-    rows = [r for r in rows if r["task"] != "detect"]
+    vqa = [r for r in rows if r["task"] == "vqa"]
+    if vqa:
+        from .vqa_rewards import vqa_answer_reward
+
+        columns = {k: [r.get(k) for r in vqa] for k in ("task", "question_type", "ground_truth", "answers")}
+        for row, score in zip(vqa, vqa_answer_reward([answer_text(r) for r in vqa], **columns)):
+            if score != 1.0:
+                raise ConfigError(f"VQA row ({row['query']!r}): its answer scores {score} against its own target")
+    rows = [r for r in rows if r["task"] not in ("detect", "vqa")]
     completions = [answer_text(r) for r in rows]
     columns = {k: [r.get(k) for r in rows] for k in ("task", "box", "image_size", "model_image_size",
                                                     "box_coordinates", "spans", "duration")}

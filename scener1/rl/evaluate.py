@@ -1,4 +1,4 @@
-"""Scoring a model on grounding rows (held-out scenes): 2D box accuracy, pointing, temporal IoU.
+"""Scoring a model on grounding rows (held-out scenes): 2D box accuracy, pointing, temporal IoU, VQA answers.
 
 Answers are decoded greedily and read with the pipeline's own parsers against the image size the model
 actually saw, so the figures are those the pipeline would get from the same answers.
@@ -9,6 +9,7 @@ Metrics (``image/...`` over image rows, ``temporal/...`` over temporal rows; an 
 - ``image/acc@0.5``: share of answers with IoU >= 0.5;
 - ``image/pointing``: share of answers whose box centre lies inside the target's box;
 - ``temporal/miou``: mean IoU of the span with the best of the target's clearly-seen intervals;
+- ``vqa/score``: mean benchmark score of VQA answers (MRA for numeric types, exact match otherwise);
 - ``*/format``: share of answers in the exact ``<think>..</think><answer>..</answer>`` form that parse.
 """
 
@@ -31,7 +32,7 @@ class RowResult:
     answer: str
     score: float  # IoU (box or span), 0 when unusable
     format_ok: bool
-    hit: bool  # image: centre inside the target box; temporal: IoU >= 0.5
+    hit: bool  # image: centre inside the target box; temporal: IoU >= 0.5; vqa: score >= 0.5
     prediction: tuple[float, ...] | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,21 +68,30 @@ def score_temporal_answer(text: str, row: Mapping[str, Any]) -> RowResult:
     return RowResult("temporal", row["query"], text, iou, parsed.format_ok, iou >= 0.5, tuple(parsed.value))
 
 
+def score_vqa_answer(text: str, row: Mapping[str, Any]) -> RowResult:
+    from .vqa_rewards import vqa_answer_reward, vqa_format_reward
+
+    columns = {k: [row.get(k)] for k in ("question_type", "ground_truth", "answers")}
+    score = float(vqa_answer_reward([text], **columns)[0] or 0.0)
+    format_ok = vqa_format_reward([text], **columns)[0] == 1.0
+    return RowResult("vqa", row["query"], text, score, format_ok, score >= 0.5, None)
+
+
 def summarise(results: Sequence[RowResult]) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    for task in ("image", "temporal"):
+    for task in ("image", "temporal", "vqa"):
         own = [r for r in results if r.task == task]
         if not own:
             continue
         scores = np.array([r.score for r in own])
         metrics[f"{task}/n"] = float(len(own))
-        metrics[f"{task}/miou"] = float(scores.mean())
+        metrics[f"{task}/score" if task == "vqa" else f"{task}/miou"] = float(scores.mean())
         metrics[f"{task}/format"] = float(np.mean([r.format_ok for r in own]))
         if task == "image":
             metrics["image/acc@0.5"] = float((scores >= 0.5).mean())
             metrics["image/acc@0.25"] = float((scores >= 0.25).mean())
             metrics["image/pointing"] = float(np.mean([r.hit for r in own]))
-        else:
+        elif task == "temporal":
             metrics["temporal/acc@0.5"] = float((scores >= 0.5).mean())
     return metrics
 
@@ -94,8 +104,9 @@ def evaluate_rows(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, m
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     step = batch_size or vlm.batch_size
-    # temporal rows first, then image rows: batches of one kind keep padding small
-    order = sorted(range(len(rows)), key=lambda i: (rows[i]["task"] != "temporal", i))
+    # rows grouped by task (videos first): batches of one kind keep padding small
+    rank = {"temporal": 0, "vqa": 1}
+    order = sorted(range(len(rows)), key=lambda i: (rank.get(rows[i]["task"], 2), i))
     chunks = [order[i : i + step] for i in range(0, len(order), step)]
     if progress:
         from tqdm import tqdm
@@ -108,6 +119,8 @@ def evaluate_rows(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, m
             row = rows[i]
             if row["task"] == "temporal":
                 results[i] = score_temporal_answer(answer.text, row)
+            elif row["task"] == "vqa":
+                results[i] = score_vqa_answer(answer.text, row)
             else:
                 size = answer.image_sizes[0] if answer.image_sizes else None
                 results[i] = score_image_answer(answer.text, row, size, vlm.box_coordinates)

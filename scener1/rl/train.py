@@ -361,8 +361,9 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
 @dataclass
 class DataConfig:
     """Where the rows come from. ``train`` and ``eval`` list scene folders or folders of scenes (see
-    :func:`scener1.rl.datasets.scene_dirs`); ``image`` / ``temporal`` hold the task settings' fields;
-    ``eval_image_rows`` / ``eval_temporal_rows`` rows of the ``eval`` scenes are decoded during training."""
+    :func:`scener1.rl.datasets.scene_dirs`); ``image`` / ``temporal`` / ``detect`` / ``vqa`` hold the task
+    settings' fields; ``eval_image_rows`` / ``eval_temporal_rows`` / ``eval_vqa_rows`` rows of the ``eval``
+    scenes are decoded during training."""
 
     train: list[str]
     eval: list[str] = field(default_factory=list)
@@ -370,8 +371,10 @@ class DataConfig:
     image: dict[str, Any] = field(default_factory=dict)
     temporal: dict[str, Any] = field(default_factory=dict)
     detect: dict[str, Any] = field(default_factory=dict)
+    vqa: dict[str, Any] = field(default_factory=dict)
     eval_image_rows: int = 48
     eval_temporal_rows: int = 16
+    eval_vqa_rows: int = 0
     seed: int = 0
 
 
@@ -446,7 +449,14 @@ def recipe_rows(recipe: Recipe, model_dir: str | Path) -> tuple[list[dict[str, A
     import numpy as np
 
     from ..models.training import load_processor, model_box_convention, processor_image_size
-    from .datasets import DetectionTaskSettings, ImageTaskSettings, TemporalTaskSettings, build_rows, scene_dirs
+    from .datasets import (
+        DetectionTaskSettings,
+        ImageTaskSettings,
+        TemporalTaskSettings,
+        VQATaskSettings,
+        build_rows,
+        scene_dirs,
+    )
 
     version, convention = model_box_convention(model_dir)
     size_fn = processor_image_size(load_processor(model_dir))
@@ -454,18 +464,20 @@ def recipe_rows(recipe: Recipe, model_dir: str | Path) -> tuple[list[dict[str, A
     image = stage_config(ImageTaskSettings, d.image)
     temporal = stage_config(TemporalTaskSettings, d.temporal)
     detect = stage_config(DetectionTaskSettings, d.detect)
+    vqa = stage_config(VQATaskSettings, d.vqa)
 
     def rows_of(roots: Sequence[str], progress: bool) -> list[dict[str, Any]]:
         scenes = [s for root in roots for s in scene_dirs(root)]
         return build_rows(scenes, tasks=d.tasks, convention=convention, model_image_size=size_fn, image=image,
-                          temporal=temporal, detect=detect, prompt_version=version, progress=progress)
+                          temporal=temporal, detect=detect, vqa=vqa, prompt_version=version, progress=progress)
 
     train = rows_of(d.train, True)
     evaluation: list[dict[str, Any]] = []
     if d.eval:
         pool = rows_of(d.eval, False)
         rng = np.random.default_rng(d.seed)
-        for task, count in (("image", d.eval_image_rows), ("temporal", d.eval_temporal_rows)):
+        for task, count in (("image", d.eval_image_rows), ("temporal", d.eval_temporal_rows),
+                            ("vqa", d.eval_vqa_rows)):
             own = [r for r in pool if r["task"] == task and r["difficulty"] == 1]
             pick = rng.permutation(len(own))[:count]
             evaluation += [own[i] for i in sorted(pick)]

@@ -51,6 +51,13 @@ class VLMSettings:
         if self.generation.num_return_sequences != 1:
             raise ConfigError("the VQA head reads one answer per question (num_return_sequences = 1)")
 
+    def clip_settings(self) -> Any:
+        """The temporal stage's sampling settings that show the video as this head shows it."""
+        from ..temporal.core import TemporalSettings
+
+        return TemporalSettings(fps=self.fps, max_frames=self.max_frames, frame_max_pixels=self.frame_max_pixels,
+                                video_max_pixels=self.video_max_pixels)
+
 
 @dataclass(frozen=True)
 class ReadAnswer:
@@ -139,18 +146,13 @@ class VLMAnswerer:
         """Answer (question, facts, situation) items on one scene: frames decoded once, model calls batched."""
         from ..models.vlm import ChatRequest
         from ..prompts import prompt_text, vqa_messages
-        from ..temporal.core import (
-            TemporalSettings,
-            build_video_clip,
-            sample_video_positions,
-        )
+        from ..temporal.core import build_video_clip, sample_video_positions
 
         if not items:
             return []
         s = self.settings
         t0 = time.perf_counter()
-        clip_settings = TemporalSettings(fps=s.fps, max_frames=s.max_frames, frame_max_pixels=s.frame_max_pixels,
-                                         video_max_pixels=s.video_max_pixels)
+        clip_settings = s.clip_settings()
         times = scene.timestamps - scene.timestamps[0]
         positions = sample_video_positions(times, clip_settings)
         clip = build_video_clip([f.color for f in scene.frames(positions)], times[positions], clip_settings)
