@@ -38,12 +38,14 @@ import time
 import numpy as np
 
 
-def make(benchmark, delay="0", fail_every="0"):
-    delay, fail_every = float(delay), int(fail_every)
+def make(benchmark, fail_every="0", hold_after="0"):
+    fail_every, hold_after = int(fail_every), int(hold_after)
+    calls = []
 
     def predict(item):
-        if delay:
-            time.sleep(delay)
+        calls.append(item.id)
+        while hold_after and len(calls) > hold_after:  # wait here to be interrupted or killed
+            time.sleep(0.05)
         seed = int.from_bytes(hashlib.blake2b(item.id.encode(), digest_size=8).digest(), "big")
         if fail_every and seed % fail_every == 0:
             from scener1.errors import ScenerError
@@ -222,10 +224,12 @@ def test_shards_merge_and_gaps_and_duplicates_are_reported(bench, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- interruption
-def start_child(data, out_dir, delay="0.01"):
+def start_child(data, out_dir, hold_after=40):
+    """A run in a child process that predicts ``hold_after`` items, then waits in the next prediction to be
+    interrupted or killed (0: runs to the end), so that the test does not race the child on a busy machine."""
     cmd = [sys.executable, "-m", "scener1.eval.cli", *cli_args(data, "--run", "--predictor", "perturb_predictor:make",
-                                                                  "--predictor-arg", f"delay={delay}", "--out", out_dir,
-                                                                  "--quiet")]
+                                                                  "--predictor-arg", f"hold_after={hold_after}",
+                                                                  "--out", out_dir, "--quiet")]
     return subprocess.Popen(cmd, env=child_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -261,7 +265,7 @@ def test_interrupted_and_killed_runs_resume_to_identical_metrics(data, bench):
     after_kill = preds.read_bytes().count(b"\n")
     assert after_int + 40 <= after_kill < len(bench)
     # restart to the end
-    proc = start_child(data, out, delay="0")
+    proc = start_child(data, out, hold_after=0)
     stdout, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert f"{after_kill} already done" in err and f"{len(bench) - after_kill} predicted now" in err
