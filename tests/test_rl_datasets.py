@@ -262,3 +262,14 @@ def test_vqa_rows_ask_as_the_vqa_head_asks_and_answer_the_scene_questions(scene)
     broken = [dict(count, completion=[{"role": "assistant", "content": wrong}])]
     with pytest.raises(ConfigError, match="scores"):
         check_rows(broken)
+
+
+
+def test_vqa_rows_refuse_malformed_questions_in_one_line(scene, tmp_path):
+    import shutil
+
+    copy = tmp_path / scene.name
+    shutil.copytree(scene / "gt", copy / "gt")
+    (copy / "gt" / "vsibench.json").write_text(json.dumps([{"question": "How many chairs?"}]))
+    with pytest.raises(SceneError, match="questions not in the expected form"):
+        vqa_rows(load_scene_truth(copy))

@@ -545,10 +545,15 @@ def vqa_rows(truth: SceneTruth, settings: VQATaskSettings | None = None, vlm: An
     vlm = vlm or VLMSettings()
     gt = truth.path / "gt"
     records: list[tuple[dict[str, Any], str, list[str] | None]] = []
-    if s.vsibench and (gt / "vsibench.json").is_file():
-        records += [(r, str(r["question_type"]), None) for r in _read_json(gt / "vsibench.json")]
-    if s.scanqa and (gt / "scanqa.json").is_file():
-        records += [(r, "free_form", [str(a) for a in r["answers"]]) for r in _read_json(gt / "scanqa.json")]
+    try:
+        if s.vsibench and (gt / "vsibench.json").is_file():
+            records += [(r, str(r["question_type"]), None) for r in _read_json(gt / "vsibench.json")
+                        if str(r["ground_truth"]) and str(r["question"])]
+        if s.scanqa and (gt / "scanqa.json").is_file():
+            records += [(r, "free_form", [str(a) for a in r["answers"]]) for r in _read_json(gt / "scanqa.json")
+                        if r["answers"] and str(r["question"])]
+    except (KeyError, TypeError) as exc:
+        raise SceneError(f"{gt}: questions not in the expected form ({type(exc).__name__}: {exc})") from None
     if not records:
         return []
     times = truth.timestamps
