@@ -6,7 +6,7 @@ A scene qualifies when it opens with :func:`scener1.data.open_scene` and carries
 ``room.json`` (door and window) and optionally ``scanrefer.json`` (referring expressions). Any scene whose
 annotations are written in that form can be used, synthetic or not.
 
-Two tasks, each row holding a prompt in the exact wording the pipeline uses (:mod:`scener1.prompts`):
+Four tasks, each row holding a prompt in the exact wording the pipeline uses (:mod:`scener1.prompts`):
 
 - ``image``: one frame -> the box of the described object. Queries are the scene's referring expressions
   of an object visible in the frame, plus short frame-level ones ("the lamp", "the red chair") when they
