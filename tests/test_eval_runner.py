@@ -44,7 +44,8 @@ def make(benchmark, fail_every="0", hold_after="0"):
 
     def predict(item):
         calls.append(item.id)
-        while hold_after and len(calls) > hold_after:  # wait here to be interrupted or killed
+        held = time.monotonic()
+        while hold_after and len(calls) > hold_after and time.monotonic() - held < 120:  # until interrupted or killed
             time.sleep(0.05)
         seed = int.from_bytes(hashlib.blake2b(item.id.encode(), digest_size=8).digest(), "big")
         if fail_every and seed % fail_every == 0:
@@ -230,7 +231,10 @@ def start_child(data, out_dir, hold_after=40):
     cmd = [sys.executable, "-m", "scener1.eval.cli", *cli_args(data, "--run", "--predictor", "perturb_predictor:make",
                                                                   "--predictor-arg", f"hold_after={hold_after}",
                                                                   "--out", out_dir, "--quiet")]
-    return subprocess.Popen(cmd, env=child_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C handling as in a terminal, also when the tests run in the background (where SIGINT is ignored
+    # and children inherit that)
+    return subprocess.Popen(cmd, env=child_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_lines(path: Path, n: int, proc, timeout=60.0):
