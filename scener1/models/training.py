@@ -73,8 +73,10 @@ def prompt_inputs(processor: Any, requests: Sequence[ChatRequest], padding_side:
 
 def row_request(row: Mapping[str, Any], frames: Any) -> ChatRequest:
     """The chat request of a dataset row, its frame or video read by ``frames`` (a ``FrameSource``)."""
+    from ..rl.datasets import VIDEO_TASKS
+
     messages = [dict(m) for m in row["prompt"]]
-    if row["task"] in ("temporal", "vqa"):
+    if row["task"] in VIDEO_TASKS:
         return ChatRequest(messages, videos=(frames.clip(row),))
     return ChatRequest(messages, images=(frames.image(row),))
 

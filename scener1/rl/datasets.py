@@ -53,6 +53,7 @@ from ..prompts import image_messages, temporal_messages, vqa_messages
 ImageSizeFn = Callable[[int, int], tuple[int, int]]
 
 TASKS = ("image", "temporal", "detect", "vqa")
+VIDEO_TASKS = ("temporal", "vqa")  # rows shown a video (FrameSource.clip); the others one frame
 REGIONS = (("top left", "top", "top right"), ("left", "centre", "right"), ("bottom left", "bottom", "bottom right"))
 
 

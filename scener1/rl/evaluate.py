@@ -101,12 +101,13 @@ def evaluate_rows(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, m
     """Answer every row greedily with ``vlm`` (a :class:`scener1.models.VLM`) and score the answers."""
     from ..models.training import row_request
     from ..models.vlm import GenerationSettings
+    from .datasets import VIDEO_TASKS
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     step = batch_size or vlm.batch_size
     # rows grouped by task (videos first): batches of one kind keep padding small
-    rank = {"temporal": 0, "vqa": 1}
-    order = sorted(range(len(rows)), key=lambda i: (rank.get(rows[i]["task"], 2), i))
+    rank = {task: k for k, task in enumerate(VIDEO_TASKS)}
+    order = sorted(range(len(rows)), key=lambda i: (rank.get(rows[i]["task"], len(rank)), i))
     chunks = [order[i : i + step] for i in range(0, len(order), step)]
     if progress:
         from tqdm import tqdm
