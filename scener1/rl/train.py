@@ -229,11 +229,15 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
 def load_model_and_processor(model_dir: str | Path, args: Any) -> tuple[Any, Any, Any]:
     """(model, processor, VLM) from a checkpoint directory, through :func:`scener1.models.load_vlm`
     (safetensors only, no remote code). Weights load on the CPU (the trainer places them, and under
-    DeepSpeed ZeRO-3 partitions them as they load, because ``args`` exist first): float32 for CPU training,
-    bfloat16 / float16 under mixed precision."""
+    DeepSpeed ZeRO-3 partitions them as they load, because ``args`` exist first). On a GPU without DeepSpeed
+    the weights stay float32 and autocast computes in bf16 / fp16 (updates far below a bf16 weight's
+    resolution would be lost); on the CPU and under DeepSpeed (which keeps its own float32 master copy) they
+    load in the training precision."""
     from ..models import load_vlm
 
     dtype = "bfloat16" if args.bf16 else "float16" if args.fp16 else "float32"
+    if not args.use_cpu and not args.deepspeed:
+        dtype = "float32"
     vlm = load_vlm(model_dir, device="cpu", dtype=dtype)
     return vlm.model, vlm.processor, vlm
 
@@ -258,8 +262,9 @@ def _write_json(path: Path, data: Any) -> None:
 
 # --------------------------------------------------------------------------------------------- stages
 def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTStageConfig,
-            eval_rows: Sequence[dict[str, Any]] = ()) -> Path:
+            eval_rows: Sequence[dict[str, Any]] = (), callbacks: Sequence[Any] = ()) -> Path:
     """Supervised training of the model in ``model_dir`` on ``rows``; returns ``output_dir/final``.
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects.
 
     Resumes from the newest checkpoint in ``output_dir``; does nothing when ``final`` is already there.
     """
@@ -282,7 +287,7 @@ def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTSt
                                               seed=config.seed))
     dataset = Dataset.from_list([rows[i] for i in order])
     frames = FrameSource()
-    callbacks = [CurvesCallback(out, SFT_CURVES, f"supervised cold start ({out.name})")]
+    callbacks = [CurvesCallback(out, SFT_CURVES, f"supervised cold start ({out.name})"), *callbacks]
     if eval_rows and config.eval_every > 0:
         callbacks.append(GroundingEvalCallback(processor, eval_rows, FrameSource(), config.eval_every,
                                                vlm.box_coordinates, config.eval_max_new_tokens))
