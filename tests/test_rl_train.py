@@ -191,3 +191,63 @@ def test_supervised_training_learns_from_the_pixels(scene_root, tmp_path):
         got = parse_box(text, geometry).value
         ious.append(0.0 if got is None else box_iou(got, target))
     assert sum(i >= 0.8 for i in ious) >= 3, ious
+
+
+def test_weights_stay_float32_under_gpu_autocast_and_follow_precision_elsewhere(tiny_model):
+    """Mixed precision on a GPU keeps float32 master weights (bf16 weights would drop small updates); the CPU
+    and DeepSpeed (which keeps its own float32 copy) load the training precision."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from scener1.rl.train import load_model_and_processor
+
+    def dtype(**flags):
+        args = SimpleNamespace(**{"bf16": False, "fp16": False, "use_cpu": True, "deepspeed": None, **flags})
+        return load_model_and_processor(tiny_model, args)[0].dtype
+
+    assert dtype(bf16=True, use_cpu=False) == torch.float32
+    assert dtype(fp16=True, use_cpu=False) == torch.float32
+    assert dtype(bf16=True) == torch.bfloat16
+    assert dtype(bf16=True, use_cpu=False, deepspeed="zero3.json") == torch.bfloat16
+    assert dtype() == torch.float32
+
+
+def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixels(tiny_model, scene_root, tmp_path):
+    """tools/lease_sft.py: rows built here train on a machine that cannot render, on exactly the same inputs."""
+    import importlib.util
+
+    from scener1.rl.datasets import FrameSource
+    from scener1.rl.train import recipe_rows
+
+    spec = importlib.util.spec_from_file_location("lease_sft", ROOT / "tools" / "lease_sft.py")
+    lease = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lease)
+
+    work = tmp_path / "work"
+    scene = next(p for p in scene_root.iterdir() if p.is_dir())
+    for split, names in (("train", [scene.name]), ("val", [])):
+        (work / "data" / split).mkdir(parents=True)
+        (work / "data" / split / "scenes.txt").write_text("".join(f"{n}\n" for n in names))
+    (work / "data" / "train" / scene.name).symlink_to(scene)
+    (work / "init").symlink_to(tiny_model)
+    config = {"seed": 0, "sft": {}, "data": {"tasks": ["image", "temporal"], "image": {"frame_stride": 5},
+                                            "temporal": {"clear_fraction": 0.01, "min_shown": 1}}}
+    info = lease.pack(config, work, tmp_path / "pack")
+    assert info["rows"] > 0 and info["scenes"] == 1
+    packed = sorted((tmp_path / "pack" / "scenes" / scene.name / "color").glob("*.jpg"))
+    assert len(packed) == info["frames"] < 24  # only the frames some row reads
+
+    rows = lease.unpack(tmp_path / "pack", tmp_path / "there")
+    original, _ = recipe_rows(lease.train_tiny.recipe(config, work, "sft"), work / "init")
+    assert {r["task"] for r in rows} == {"image", "temporal"} and len(rows) == len(original)
+    here, there = FrameSource(), FrameSource()
+    for a, b in zip(original, rows):
+        assert Path(b["scene"]).parent == tmp_path / "there"
+        assert {**a, "scene": ""} == {**b, "scene": ""}
+        if a["task"] == "image":
+            assert np.array_equal(here.image(a), there.image(b))
+        else:
+            assert np.array_equal(here.clip(a).frames, there.clip(b).frames)
+    with pytest.raises(ConfigError, match="exists"):
+        lease.pack(config, work, tmp_path / "pack")

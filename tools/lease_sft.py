@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""Run the supervised stage of the Scene-R1-tiny recipe on a machine that cannot render scenes.
+
+Rendering needs Open3D; a borrowed GPU machine often lacks it (and cannot install it), and the rendered
+scenes are too large to copy there whole. So the rows are built here and packed with exactly the colour
+frames they read; the other machine unpacks them (the frames no row reads become links to one that is there,
+depth becomes zeros: the supervised stage reads neither) and trains within a time budget:
+
+    # here: rows of the recipe's training scenes (data stage done), frames and camera files -> PACK
+    .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack lease_pack \\
+        --set data.image.frame_stride=6 --set data.detect.frame_stride=6
+    # there: build the untrained model, measure rows/s on a short run, train as many rows as fit
+    python tools/lease_sft.py train --pack lease_pack --work /tmp/tiny --minutes 8 \\
+        --set sft.device=cuda --set sft.batch_size=64 --set sft.dataloader_num_workers=12
+
+``train`` writes WORK/sft/final (the model) and WORK/lease.json (the row count it chose and the measured
+throughput, so that the run can be repeated with a fixed ``sft.total_rows``). Both commands read the same
+recipe (``--config``, default configs/train/tiny_cpu.yaml) and take ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO))
+
+import train_tiny  # tools/train_tiny.py: the recipe's stages
+
+ROWS_FILE = "rows.jsonl.gz"
+CAMERA_DIRS = ("pose", "intrinsic")
+
+
+def say(text: str) -> None:
+    print(f"[lease_sft] {text}", flush=True)
+
+
+def pack(config: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
+    """Training rows of the recipe plus the frames and camera files they need, under ``out``."""
+    from scener1.errors import ConfigError
+    from scener1.rl.train import recipe_rows
+
+    if out.exists():
+        raise ConfigError(f"{out} exists; pack into a new folder")
+    r = train_tiny.recipe(config, work, "sft")
+    r.data.eval = []  # evaluation rows stay here: the held-out and validation scenes are not packed
+    rows, _ = recipe_rows(r, work / "init")
+    used: dict[str, set[int]] = {}
+    for row in rows:
+        used.setdefault(row["scene"], set()).update(int(p) for p in row["positions"])
+    for scene, positions in used.items():
+        src, dst = Path(scene), out / "scenes" / Path(scene).name
+        frame_ids = sorted(int(p.stem) for p in (src / "color").glob("*.jpg"))
+        (dst / "color").mkdir(parents=True)
+        for position in sorted(positions):
+            name = f"{frame_ids[position]}.jpg"
+            shutil.copy2(src / "color" / name, dst / "color" / name)
+        for sub in CAMERA_DIRS:
+            shutil.copytree(src / sub, dst / sub)
+        shutil.copy2(src / f"{src.name}.txt", dst / f"{src.name}.txt")
+        (dst / "frames.json").write_text(json.dumps(frame_ids))
+    with gzip.open(out / ROWS_FILE, "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({**row, "scene": Path(row["scene"]).name}) + "\n")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    info = {"rows": len(rows), "scenes": len(used), "frames": sum(len(p) for p in used.values()), "mib": round(size, 1)}
+    (out / "pack.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def unpack(pack_dir: Path, scenes_dir: Path) -> list[dict[str, Any]]:
+    """Make each packed scene readable by :func:`scener1.data.open_scene` and return the rows, pointing at it."""
+    import cv2
+    import numpy as np
+
+    for src in sorted((pack_dir / "scenes").iterdir()):
+        dst = scenes_dir / src.name
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst)
+        frame_ids = json.loads((dst / "frames.json").read_text())
+        have = sorted((dst / "color").glob("*.jpg"))
+        h, w = cv2.imread(str(have[0])).shape[:2]
+        cv2.imwrite(str(dst / "zero_depth.png"), np.zeros((h, w), np.uint16))
+        (dst / "depth").mkdir()
+        for i in frame_ids:
+            color = dst / "color" / f"{i}.jpg"
+            if not color.exists():
+                color.symlink_to(have[0].name)
+            (dst / "depth" / f"{i}.png").symlink_to(Path("..") / "zero_depth.png")
+    rows = []
+    with gzip.open(pack_dir / ROWS_FILE, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            row["scene"] = str(scenes_dir / row["scene"])
+            rows.append(row)
+    return rows
+
+
+def sft_config(config: dict[str, Any], output_dir: Path, **changes: Any) -> Any:
+    from scener1.rl.train import SFTStageConfig, stage_config
+
+    values = {**config["sft"], "seed": int(config["seed"]), "output_dir": str(output_dir), **changes}
+    return stage_config(SFTStageConfig, values)
+
+
+class StepClock:
+    """Trainer callback noting when each step ends, for the steady rate after the first (slow) steps."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Clock(TrainerCallback):
+            def __init__(self):
+                self.times: list[float] = []
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.times.append(time.monotonic())
+
+            def steps_per_s(self, skip: int) -> float:
+                times = self.times[skip:]
+                if len(times) < 2:
+                    raise RuntimeError("too few calibration steps to measure a rate")
+                return (len(times) - 1) / (times[-1] - times[0])
+
+        return _Clock()
+
+
+def runtime(output_dir: Path) -> float:
+    """The trainer's own ``train_runtime`` (seconds in the training loop) from the stage's curves."""
+    for line in reversed((output_dir / "curves.jsonl").read_text().splitlines()):
+        entry = json.loads(line)
+        if "train_runtime" in entry:
+            return float(entry["train_runtime"])
+    raise RuntimeError(f"{output_dir}/curves.jsonl has no train_runtime")
+
+
+def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, calibration_steps: int) -> Path:
+    from scener1.rl.train import run_sft
+
+    start = time.monotonic()
+    deadline = start + 60.0 * minutes
+    rows = unpack(pack_dir, work / "data" / "train")
+    say(f"{len(rows)} rows unpacked in {time.monotonic() - start:.0f} s")
+    init = train_tiny.stage_init(config, work)
+    batch = int(config["sft"].get("batch_size", 8))
+
+    probe = work / "calibration"
+    shutil.rmtree(probe, ignore_errors=True)
+    t0 = time.monotonic()
+    calib_rows = calibration_steps * batch
+    clock = StepClock()
+    easy = min(int(config["sft"].get("easy_rows", 0)), calib_rows)
+    run_sft(init, rows, sft_config(config, probe, total_rows=calib_rows, easy_rows=easy, save_steps=10**9,
+                                   eval_every=0, logging_steps=10), callbacks=[clock])
+    wall = time.monotonic() - t0
+    loop = runtime(probe)
+    rate = clock.steps_per_s(skip=min(10, calibration_steps // 3)) * batch  # steady state, after warm-up
+    overhead = wall - calib_rows / rate  # loading, warm-up, saving
+    margin = 30.0 + 0.05 * (deadline - time.monotonic())  # saving, and Dataset.from_list growing with the rows
+    budget = deadline - time.monotonic() - overhead - margin
+    total = int(rate * budget) // batch * batch
+    say(f"calibration: {rate:.0f} rows/s ({loop:.0f} s loop, {overhead:.0f} s setup and warm-up); "
+        f"training {total} rows")
+    if total < 10 * batch:
+        raise SystemExit("lease_sft: too little time left to train")
+    info = {"rows_per_s": round(rate, 1), "setup_s": round(overhead, 1), "total_rows": total,
+            "batch_size": batch, "minutes": minutes, "pack": json.loads((pack_dir / "pack.json").read_text())}
+    (work / "lease.json").write_text(json.dumps(info, indent=2) + "\n")
+    final = run_sft(init, rows, sft_config(config, work / "sft", total_rows=total, eval_every=0,
+                                           save_steps=10**9))
+    info["wall_s"] = round(time.monotonic() - start, 1)
+    info["train_runtime_s"] = round(runtime(work / "sft"), 1)
+    (work / "lease.json").write_text(json.dumps(info, indent=2) + "\n")
+    say(f"done in {info['wall_s']:.0f} s: {final}")
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("pack", "train"))
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "train" / "tiny_cpu.yaml")
+    parser.add_argument("--work", type=Path, required=True, help="pack: the recipe's work folder; train: a new one")
+    parser.add_argument("--pack", type=Path, required=True, help="the packed rows and frames")
+    parser.add_argument("--minutes", type=float, default=8.0, help="train: wall-clock budget, all included")
+    parser.add_argument("--calibration-steps", type=int, default=60)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    from scener1.errors import ScenerError
+
+    try:
+        config = train_tiny.load_config(args.config, args.overrides)
+        if args.command == "pack":
+            say(f"packed: {pack(config, args.work, args.pack)}")
+        else:
+            import torch
+
+            torch.set_num_threads(int(config.get("torch_threads", 1)))
+            args.work.mkdir(parents=True, exist_ok=True)
+            (args.work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            train(config, args.pack, args.work, args.minutes, args.calibration_steps)
+    except ScenerError as exc:
+        print(f"lease_sft: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
