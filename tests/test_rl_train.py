@@ -251,3 +251,104 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
             assert np.array_equal(here.clip(a).frames, there.clip(b).frames)
     with pytest.raises(ConfigError, match="exists"):
         lease.pack(config, work, tmp_path / "pack")
+
+
+@pytest.mark.parametrize("family", ["scene_r1_tiny", "qwen2_5_vl"])
+def test_grpo_scores_completions_with_each_samples_video_or_image(family, tiny_model, scene_root, tmp_path):
+    """The GRPO trainer hands every sample its own video or image when it computes log-probabilities: equal to a
+    plain forward of the prompt as inference builds it, chunked or not, and changed when the pixels change
+    (Qwen3-VL's timestamps and Qwen2.5-VL's video clock alike)."""
+    import torch
+
+    from scener1.models.tiny import build_tiny_vlm
+
+    if family != "scene_r1_tiny":
+        tiny_model = build_tiny_vlm(tmp_path / family, family)
+
+    from scener1.models.training import (
+        join_vision_inputs,
+        load_processor,
+        processor_image_size,
+        prompt_inputs,
+        row_request,
+        split_vision_inputs,
+        vision_grpo_trainer_class,
+    )
+    from scener1.rl.datasets import FrameSource, TemporalTaskSettings, build_rows, scene_dirs
+    from scener1.rl.rewards import format_reward
+    from scener1.rl.train import GRPOStageConfig, grpo_dataset, load_model_and_processor
+
+    processor = load_processor(tiny_model)
+    pool = build_rows(scene_dirs(scene_root), tasks=("image", "temporal"),
+                      model_image_size=processor_image_size(processor),
+                      temporal=TemporalTaskSettings(min_shown=1))
+    rows = [r for r in pool if r["task"] == "temporal"][:2] + [r for r in pool if r["task"] == "image"][:1]
+    assert [r["task"] for r in rows] == ["temporal", "temporal", "image"]
+    args = GRPOStageConfig(output_dir="unused", prompts_per_step=1, num_generations=2, device="cpu",
+                           precision="fp32").to_trl()
+    model, processor, _ = load_model_and_processor(tiny_model, args)
+    frames = FrameSource()
+    trainer = vision_grpo_trainer_class()(model=model, reward_funcs=[format_reward], args=args,
+                                          train_dataset=grpo_dataset(rows), processing_class=processor, frames=frames)
+    trainer._rows = rows
+    prompt_ids, images, fields = trainer._tokenize_prompts([r["prompt"] for r in rows])
+    assert images is None and {"pixel_values_videos", "video_grid_thw", "pixel_values"} <= set(fields)
+    assert ("second_per_grid_ts" in fields) == (family == "qwen2_5_vl")
+
+    answer = processor.tokenizer("<answer>1.0s to 2.0s</answer>", add_special_tokens=False)["input_ids"]
+    width = max(len(p) for p in prompt_ids)
+    pad = processor.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + p + answer for p in prompt_ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * (len(p) + len(answer)) for p in prompt_ids])
+    model.eval()
+    with torch.no_grad():
+        whole, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, len(answer))
+        chunked, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, len(answer), batch_size=2)
+        requests = [row_request(r, frames) for r in rows]
+        batch = prompt_inputs(processor, requests)
+        assert torch.equal(batch["input_ids"][batch["attention_mask"].bool()],
+                           ids[:, :width][mask[:, :width].bool()])
+        n = len(rows)
+        types = torch.cat([batch["mm_token_type_ids"], torch.zeros(n, len(answer), dtype=torch.long)], 1)
+        full = {**batch, "input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types}
+        logits = model(**full).logits[:, width - 1 : -1].float()
+        reference = torch.log_softmax(logits, -1).gather(-1, torch.tensor([answer] * n)[..., None])[..., 0]
+        assert torch.allclose(whole, reference, atol=1e-4) and torch.allclose(chunked, reference, atol=1e-4)
+
+        shares = split_vision_inputs(batch, requests)
+        video_keys = {"pixel_values_videos", "video_grid_thw"} | ({"second_per_grid_ts"} & set(batch))
+        assert [set(s) for s in shares] == [video_keys] * 2 + [{"pixel_values", "image_grid_thw"}]
+        for key, value in join_vision_inputs(shares).items():
+            assert torch.equal(value, torch.as_tensor(batch[key]))
+        trainer._vision = [{k: v * 0 if k.startswith("pixel") else v for k, v in s.items()} for s in shares]
+        dark, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, len(answer))
+        assert not torch.allclose(dark[0], whole[0], atol=1e-4) and not torch.allclose(dark[2], whole[2], atol=1e-4)
+
+
+def test_two_grpo_steps_on_video_rows(tiny_model, scene_root, tmp_path):
+    """Temporal grounding trains with GRPO too: two steps on video rows only, rewards logged."""
+    from scener1.rl.train import main
+
+    out = tmp_path / "run"
+    code = main([str(ROOT / "configs" / "train" / "qwen3_vl.yaml"), f"model={tiny_model}", f"output_dir={out}",
+                 f"data.train=[{scene_root}]", "data.eval=[]", "data.temporal={min_shown: 1}", "sft=null",
+                 "grpo.tasks=[temporal]",
+                 "grpo.max_steps=2", "grpo.prompts_per_step=2", "grpo.num_generations=2",
+                 "grpo.gradient_accumulation_steps=1", "grpo.max_completion_length=12", "grpo.device=cpu",
+                 "grpo.gradient_checkpointing=false", "grpo.save_steps=2", "grpo.eval_every=0",
+                 "grpo.logging_steps=1", "grpo.temperature=1.5"])
+    assert code == 0
+    state = json.loads((out / "grpo" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    logged = [e for e in state["log_history"] if "rewards/temporal_iou_reward/mean" in e]
+    assert len(logged) == 2 and all(e["num_tokens"] > 0 for e in logged)
+
+
+def test_grpo_refuses_tasks_without_rewards_and_videos_under_vllm(tiny_model, tmp_path):
+    from scener1.rl.train import GRPOStageConfig, run_grpo
+
+    with pytest.raises(ConfigError, match="no reward for vqa"):
+        run_grpo(tiny_model, [], GRPOStageConfig(output_dir=str(tmp_path / "a"), tasks=("image", "vqa")))
+    with pytest.raises(ConfigError, match="vLLM generation takes image rows only"):
+        run_grpo(tiny_model, [], GRPOStageConfig(output_dir=str(tmp_path / "b"), tasks=("image", "temporal"),
+                                                 use_vllm=True))

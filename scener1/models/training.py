@@ -120,6 +120,125 @@ class GroundingCollator:
         return batch
 
 
+#: The processor's vision tensors, flattened over a batch's images and videos: (patch rows, one grid row per
+#: image or video, the request attribute holding them, further tensors with one entry per image or video).
+VISION_KEYS = (("pixel_values", "image_grid_thw", "images", ()),
+               ("pixel_values_videos", "video_grid_thw", "videos", ("second_per_grid_ts",)))  # Qwen2.5-VL's clock
+
+
+def split_vision_inputs(inputs: Mapping[str, Any], requests: Sequence[ChatRequest]) -> list[dict[str, Any]]:
+    """Each request's share of a batch's vision tensors (``pixel_values``, ``image_grid_thw`` and the video
+    pair), so that samples can be shuffled and regrouped; :func:`join_vision_inputs` undoes it."""
+    shares: list[dict[str, Any]] = [{} for _ in requests]
+    for values_key, grid_key, attr, per_item in VISION_KEYS:
+        if grid_key not in inputs:
+            continue
+        grids = inputs[grid_key]
+        lengths = grids.prod(-1).tolist()
+        grid_at = row_at = 0
+        for share, request in zip(shares, requests, strict=True):
+            count = len(getattr(request, attr))
+            rows = sum(lengths[grid_at : grid_at + count])
+            if count:
+                share[values_key] = inputs[values_key][row_at : row_at + rows]
+                for key in (grid_key, *per_item):
+                    if key in inputs:
+                        share[key] = inputs[key][grid_at : grid_at + count]
+            grid_at, row_at = grid_at + count, row_at + rows
+    return shares
+
+
+def join_vision_inputs(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's vision inputs for a group of samples, from their :func:`split_vision_inputs` shares."""
+    import torch
+
+    keys = [k for values, grid, _, per_item in VISION_KEYS for k in (values, grid, *per_item)
+            if any(k in s for s in shares)]
+    return {k: torch.cat([torch.as_tensor(s[k]) for s in shares if k in s]) for k in keys}
+
+
+def vision_grpo_trainer_class() -> type:
+    """TRL's ``GRPOTrainer`` for rows with images *or videos*, prompts built exactly as inference builds them.
+
+    TRL's trainer reads images from an ``image`` column and forwards only image tensors when it scores
+    completions, so temporal rows (videos, with Qwen3-VL's timestamps) could not be trained with GRPO. This
+    subclass builds each prompt with :func:`prompt_inputs` from the row itself (frames read by ``frames``, a
+    ``FrameSource``), keeps every sample's share of the vision tensors beside its completion (so TRL's
+    shuffling and regrouping keep them aligned), and hands them to the model whenever TRL computes
+    log-probabilities. Generation, rewards, advantages and the loss are TRL's.
+    """
+    import torch
+    from trl import GRPOTrainer
+
+    class _WithVision:
+        """The model, called with a chunk's vision inputs and media token types added."""
+
+        def __init__(self, model: Any, extra: dict[str, Any], image_id: int, video_id: int):
+            self.model, self.extra, self.image_id, self.video_id = model, extra, image_id, video_id
+
+        def __call__(self, input_ids, **kwargs):
+            types = (input_ids == self.image_id).long() + 2 * (input_ids == self.video_id).long()
+            return self.model(input_ids=input_ids, mm_token_type_ids=types, **kwargs, **self.extra)
+
+    class VisionGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args: Any, frames: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.frames = frames
+            self._rows: list[Mapping[str, Any]] = []
+            self._generated: list[dict[str, Any]] = []
+            self._vision: Sequence[Mapping[str, Any]] = []
+            config = self.model.config
+            self._media_ids = (int(config.image_token_id), int(config.video_token_id))
+
+        def _generate_and_score_completions(self, inputs):
+            self._rows = inputs  # one row per completion to generate, in order
+            output = super()._generate_and_score_completions(inputs)
+            output["vision_inputs"] = self._generated
+            return output
+
+        def _tokenize_prompts(self, prompts):
+            requests = [row_request(row, self.frames) for row in self._rows]
+            batch = prompt_inputs(self.processing_class, requests)
+            keep = batch["attention_mask"].bool()
+            prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], keep, strict=True)]
+            fields = {k: batch[k] for values, grid, _, per_item in VISION_KEYS for k in (values, grid, *per_item)
+                      if k in batch}
+            if "mm_token_type_ids" in batch:  # per token: TRL pads it like the ids
+                fields["mm_token_type_ids"] = [t[m].tolist() for t, m in zip(batch["mm_token_type_ids"], keep,
+                                                                              strict=True)]
+            self._generated = self._vision = split_vision_inputs(batch, requests)
+            images = None
+            if self.use_vllm:  # vLLM is handed the images themselves (run_grpo refuses videos with vLLM)
+                from PIL import Image
+
+                images = [[Image.fromarray(im) for im in r.images] for r in requests]
+            return prompt_ids, images, fields
+
+        def _compute_loss(self, model, inputs):
+            self._vision = inputs["vision_inputs"]
+            return super()._compute_loss(model, inputs)
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **_image_kwargs):
+            # TRL's image kwargs are empty here (no image column); each chunk gets its own samples' tensors
+            size = batch_size or input_ids.size(0)
+            logps, entropies, aux = [], [], []
+            for start in range(0, input_ids.size(0), size):
+                end = min(start + size, input_ids.size(0))
+                extra = {k: v.to(input_ids.device) for k, v in join_vision_inputs(self._vision[start:end]).items()}
+                lp, ent, ax = super()._get_per_token_logps_and_entropies(
+                    _WithVision(model, extra, *self._media_ids), input_ids[start:end], attention_mask[start:end],
+                    logits_to_keep, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss)
+                logps.append(lp)
+                entropies.append(ent)
+                aux.append(ax)
+            return (torch.cat(logps), torch.cat(entropies) if compute_entropy else None,
+                    torch.stack(aux).mean() if compute_aux_loss else None)
+
+    return VisionGRPOTrainer
+
+
 def ordered_sft_trainer_class() -> type:
     """TRL's ``SFTTrainer`` reading its dataset in order (the rows are already in curriculum order)."""
     from torch.utils.data import SequentialSampler

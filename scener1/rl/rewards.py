@@ -161,3 +161,5 @@ def temporal_iou_reward(completions: Sequence[Any], **columns: Any) -> list[floa
 
 #: The rewards of the Scene-R1 recipe, in the order training logs them.
 REWARD_FUNCTIONS = (format_reward, box_iou_reward, temporal_iou_reward)
+#: Row tasks the rewards above score (GRPO trains on these).
+REWARDED_TASKS = ("image", "temporal")

@@ -301,43 +301,36 @@ def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTSt
     return save_final(trainer, processor, final, vlm.prompt_version, vlm.box_coordinates)
 
 
-def grpo_dataset(rows: Sequence[dict[str, Any]], frames: Any) -> Any:
-    """A ``datasets.Dataset`` in GRPOTrainer's layout: conversational ``prompt``, the frame as ``image``
-    (read from the scene when a row is taken) and the reward columns."""
+def grpo_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+    """A ``datasets.Dataset`` of the columns GRPO needs: the conversational ``prompt``, where its frame or
+    video comes from (read when a batch is built, see :func:`scener1.models.training.vision_grpo_trainer_class`)
+    and the reward columns."""
     from datasets import Dataset
-    from PIL import Image
 
-    columns = ("task", "scene", "positions", "query", "prompt", "box", "image_size", "model_image_size",
-               "box_coordinates", "spans", "duration")
-    dataset = Dataset.from_list([{k: r.get(k) for k in columns} for r in rows])
-
-    def with_image(batch: dict[str, list]) -> dict[str, list]:
-        n = len(batch["task"])
-        images = [Image.fromarray(frames.image({"scene": batch["scene"][i], "positions": batch["positions"][i]}))
-                  for i in range(n)]
-        return {**batch, "image": images}
-
-    return dataset.with_transform(with_image)
+    columns = ("task", "scene", "positions", "timestamps", "query", "prompt", "box", "image_size",
+               "model_image_size", "box_coordinates", "spans", "duration")
+    return Dataset.from_list([{k: r.get(k) for k in columns} for r in rows])
 
 
 def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPOStageConfig,
              eval_rows: Sequence[dict[str, Any]] = ()) -> Path:
-    """GRPO on ``rows`` (image-grounding rows: TRL's GRPOTrainer takes images, not videos) starting from
-    ``model_dir``; returns ``output_dir/final``. Resumable like :func:`run_sft`."""
-    from trl import GRPOTrainer
-
-    from ..models.training import CurvesCallback, GroundingEvalCallback
-    from .datasets import FrameSource
-    from .rewards import REWARD_FUNCTIONS
+    """GRPO on the rows of ``config.tasks`` (image and temporal grounding) starting from ``model_dir``;
+    returns ``output_dir/final``. Resumable like :func:`run_sft`."""
+    from ..models.training import CurvesCallback, GroundingEvalCallback, vision_grpo_trainer_class
+    from .datasets import VIDEO_TASKS, FrameSource
+    from .rewards import REWARD_FUNCTIONS, REWARDED_TASKS
 
     out = Path(config.output_dir)
     final = out / "final"
     if (final / "config.json").is_file():
         return final
-    unsupported = set(config.tasks) - {"image"}
+    unsupported = set(config.tasks) - set(REWARDED_TASKS)
     if unsupported:
-        raise ConfigError(f"GRPO runs on image-grounding rows only (TRL's GRPOTrainer takes no videos); "
-                          f"drop {', '.join(sorted(unsupported))} from tasks")
+        raise ConfigError(f"GRPO has no reward for {', '.join(sorted(unsupported))} rows; "
+                          f"tasks must be among {', '.join(REWARDED_TASKS)}")
+    if config.use_vllm and set(config.tasks) & set(VIDEO_TASKS):
+        raise ConfigError("GRPO with vLLM generation takes image rows only; drop temporal from grpo.tasks "
+                          "or set grpo.use_vllm=false")
     rows = [r for r in rows if r["task"] in config.tasks]
     if not rows:
         raise ConfigError("no rows for the GRPO stage")
@@ -348,10 +341,9 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
     if eval_rows and config.eval_every > 0:
         callbacks.append(GroundingEvalCallback(processor, eval_rows, FrameSource(), config.eval_every,
                                                vlm.box_coordinates, config.eval_max_new_tokens))
-    trainer = GRPOTrainer(
-        model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args,
-        train_dataset=grpo_dataset(rows, frames), processing_class=processor, callbacks=callbacks,
-        peft_config=config.peft_config(),
+    trainer = vision_grpo_trainer_class()(
+        model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args, train_dataset=grpo_dataset(rows),
+        processing_class=processor, callbacks=callbacks, peft_config=config.peft_config(), frames=frames,
     )
     _write_json(out / "stage_config.json", asdict(config))
     checkpoint = last_checkpoint(out)
