@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scener1.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "models" / "scene-r1-tiny"
 
@@ -76,6 +78,30 @@ def test_integer_embeddings_start_ordered(small):
     near = float((e[100] * e[101]).sum())
     far = float((e[100] * e[250]).sum())
     assert near > far + 0.2  # neighbouring values start out alike, distant ones apart
+
+
+def test_vision_position_grid_starts_as_2d_sinusoids_as_strong_as_the_patches(small):
+    """Every patch's column and row can be read off its absolute position embedding linearly from the start,
+    at the patch features' scale (the default initialiser makes it 40x weaker)."""
+    import math
+
+    import torch
+
+    from scener1.models import load_vlm
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_model, train_tokenizer
+
+    path, spec = small
+    pos = load_vlm(path).model.model.visual.pos_embed.weight.detach().float()
+    side = math.isqrt(spec.num_position_embeddings)
+    assert abs(float(pos.pow(2).mean().sqrt()) - 1.0) < 0.05
+    grid = torch.arange(side * side)
+    for truth in (grid % side, grid // side):  # column, row
+        fit = torch.linalg.lstsq(pos, truth[:, None].float()).solution
+        assert float((pos @ fit - truth[:, None]).abs().max()) < 0.05
+    weak = build_model(TinyVLMSpec(**{**spec.to_dict(), "vision_position_init": "random"}), train_tokenizer(300))
+    assert float(weak.model.visual.pos_embed.weight.pow(2).mean().sqrt()) < 0.1
+    with pytest.raises(ConfigError, match="vision_position_init"):
+        TinyVLMSpec(vision_position_init="learned")
 
 
 @pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="no shipped Scene-R1-tiny checkpoint")
