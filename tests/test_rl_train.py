@@ -251,6 +251,8 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
             assert np.array_equal(here.clip(a).frames, there.clip(b).frames)
     with pytest.raises(ConfigError, match="exists"):
         lease.pack(config, work, tmp_path / "pack")
+    with pytest.raises(ConfigError, match="not a pack"):
+        lease.unpack(tmp_path / "work", tmp_path / "elsewhere")
 
 
 @pytest.mark.parametrize("family", ["scene_r1_tiny", "qwen2_5_vl"])

@@ -81,6 +81,10 @@ def unpack(pack_dir: Path, scenes_dir: Path) -> list[dict[str, Any]]:
     import cv2
     import numpy as np
 
+    from scener1.errors import ConfigError
+
+    if not (pack_dir / ROWS_FILE).is_file() or not (pack_dir / "scenes").is_dir():
+        raise ConfigError(f"{pack_dir} is not a pack (no {ROWS_FILE} and scenes/): make one with the pack command")
     for src in sorted((pack_dir / "scenes").iterdir()):
         dst = scenes_dir / src.name
         if dst.exists():
@@ -146,6 +150,10 @@ def runtime(output_dir: Path) -> float:
 def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, calibration_steps: int) -> Path:
     from scener1.rl.train import run_sft
 
+    from scener1.errors import ConfigError
+
+    if not minutes > 0:
+        raise ConfigError(f"--minutes must be positive, got {minutes}")
     start = time.monotonic()
     deadline = start + 60.0 * minutes
     rows = unpack(pack_dir, work / "data" / "train")

@@ -45,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     from scener1.models.training import GroundingCollator, load_processor
     from scener1.rl.datasets import FrameSource
 
+    from scener1.errors import ScenerError
+
     tmp = Path(tempfile.mkdtemp(prefix="profile_sft_"))
-    rows = lease_sft.unpack(args.pack, tmp / "scenes")
+    try:
+        rows = lease_sft.unpack(args.pack, tmp / "scenes")
+    except ScenerError as exc:
+        print(f"profile_sft_input: error: {exc}", file=sys.stderr)
+        return 2
     model_dir = args.model or train_tiny.stage_init(train_tiny.load_config(args.config, []), tmp)
     collator = GroundingCollator(load_processor(model_dir), FrameSource())
     b = args.batch_size
