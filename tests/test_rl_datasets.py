@@ -149,6 +149,19 @@ def test_settings_filter_rows(scene):
                           for r in sparse)
     with pytest.raises(ConfigError, match="unknown task"):
         build_rows([scene], tasks=("captioning",))
+    # without the image region the rationale keeps the facts and drops "It is in the ... of the image"
+    plain = build_rows([scene], tasks=("image",), model_image_size=lambda w, h: MODEL_SIZE,
+                       image=ImageTaskSettings(frame_stride=10, frame_queries=False, image_region=False))
+    assert [r["box"] for r in plain] == [r["box"] for r in sparse]
+    for with_region, without in zip(sparse, plain):
+        a, b = answer_text(with_region), answer_text(without)
+        assert "of the image" in a and "of the image" not in b
+        assert b.split("</think>")[1] == a.split("</think>")[1]
+        first_a, first_b = (re.search(r"<think>(.*?\.)", t).group(1) for t in (a, b))
+        if first_b.endswith(" is in the image."):  # no facts to state: the region was the whole sentence
+            assert first_a.startswith(first_b[: -len("in the image.")]) and first_a.endswith("of the image.")
+        else:
+            assert first_a == first_b
 
 
 def test_scene_discovery_and_missing_ground_truth(scene, tmp_path):

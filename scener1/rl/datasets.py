@@ -201,12 +201,14 @@ def _subject(obj: ObjectInfo) -> str:
     return f"The {obj.color} {obj.category}"
 
 
-def image_rationale(truth: SceneTruth, obj: ObjectInfo, box: Sequence[float], relation: dict | None = None) -> str:
+def image_rationale(truth: SceneTruth, obj: ObjectInfo, box: Sequence[float], relation: dict | None = None,
+                    region: bool = True) -> str:
+    """True facts about the target; with ``region``, also the part of the image its box is in."""
     facts = relation_facts(truth, obj.object_id, relation)
     where = f"in the {region_name(box, truth.size)} of the image"
     if facts:
-        return f"{_subject(obj)} is {', '.join(facts)}. It is {where}."
-    return f"{_subject(obj)} is {where}."
+        return f"{_subject(obj)} is {', '.join(facts)}." + (f" It is {where}." if region else "")
+    return f"{_subject(obj)} is {where}." if region else f"{_subject(obj)} is in the image."
 
 
 def temporal_rationale(truth: SceneTruth, obj: ObjectInfo, span: tuple[float, float],
@@ -252,6 +254,8 @@ class ImageTaskSettings:
     Every ``frame_stride``-th frame is used; an object counts when it covers at least ``min_fraction`` of
     the image and its box is at least ``min_box`` pixels on each side. ``frame_queries`` adds the short
     frame-level queries (difficulty 0); ``scene_queries`` the scene's referring expressions (difficulty 1).
+    ``image_region`` ends the rationale with the part of the image the box is in ("It is in the bottom left
+    of the image").
     """
 
     frame_stride: int = 3
@@ -260,6 +264,7 @@ class ImageTaskSettings:
     frame_queries: bool = True
     scene_queries: bool = True
     rationale: bool = True
+    image_region: bool = True
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
@@ -329,7 +334,7 @@ def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn
                 queries += [(d.text, 1, d.relation) for d in by_object.get(v.object_id, [])]
             target = box_in_model_coordinates(v.box, truth.size, model_size, convention)
             for query, difficulty, relation in queries:
-                think = image_rationale(truth, obj, v.box, relation) if s.rationale else ""
+                think = image_rationale(truth, obj, v.box, relation, s.image_region) if s.rationale else ""
                 rows.append(_frame_row(
                     "image", truth, position, query, image_messages(query, convention, prompt_version),
                     box_answer(think, target, obj.label), obj.object_id, difficulty, [float(c) for c in v.box],
