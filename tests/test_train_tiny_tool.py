@@ -58,3 +58,26 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
 
     assert tool.main([*args, "--stages", "sft,fly"]) == 2
     assert "unknown stage(s) fly" in capsys.readouterr().err
+
+
+def test_localisation_probe_draws_what_it_asks_and_reports_a_fit(tmp_path, capsys):
+    import numpy as np
+
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_scene_r1_tiny
+
+    spec = importlib.util.spec_from_file_location("probe_localisation", ROOT / "tools" / "probe_localisation.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        image, colour, (x1, y1, x2, y2) = probe.square_image(rng, 256, 192)
+        assert (image[y1:y2, x1:x2] == probe.COLOURS[colour]).all()  # the asked-for square is whole
+        assert (image[:, :x1] != probe.COLOURS[colour]).any(axis=2).all() or x1 == 0
+
+    model = build_scene_r1_tiny(tmp_path / "m", TinyVLMSpec(**{**TOY["model"], "seed": 1}))
+    out = tmp_path / "probe.json"
+    assert probe.main(["--model", str(model), "--steps", "2", "--test-images", "4", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == 2 and 0 <= result["mean_iou"] <= 1 and result["final_loss"] > 0
+    assert probe.main(["--model", str(tmp_path / "missing"), "--steps", "1"]) == 2
+    assert "probe_localisation: error:" in capsys.readouterr().err
