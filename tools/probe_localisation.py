@@ -62,13 +62,6 @@ def square_row(frames: SquareFrames, row_id: int, rng: np.random.Generator, size
             "completion": [{"role": "assistant", "content": answer}], "box": box}
 
 
-def box_iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
-
-
 def probe(model_dir: Path, steps: int, batch_size: int = 8, lr: float = 1e-3, test_images: int = 64,
           seed: int = 0, precision: str = "bf16", log_every: int = 100) -> dict[str, Any]:
     import torch
@@ -76,6 +69,7 @@ def probe(model_dir: Path, steps: int, batch_size: int = 8, lr: float = 1e-3, te
     from scener1.models import load_vlm
     from scener1.models.training import GroundingCollator, processor_image_size, row_request
     from scener1.models.vlm import GenerationSettings
+    from scener1.rl.rewards import box_iou
 
     torch.manual_seed(seed)
     vlm = load_vlm(model_dir, device="cpu", dtype="float32")
