@@ -688,8 +688,8 @@ class FrameSource:
     its temporal rows). Opening a scene indexes its files (tens of milliseconds, far more on slow file
     systems) while an open frame-folder scene holds little more than that index, so the default keeps a
     whole training set open: batches mix scenes at random, and a smaller cache reopened a scene for most
-    rows (on a GPU machine that made data loading, not the GPU, the bottleneck). Clips are built exactly as the temporal stage (temporal rows) or the VQA head
-    (``vqa`` rows; ``vqa``: its :class:`~scener1.vqa.vlm_head.VLMSettings`) builds them.
+    rows. Clips are built exactly as the temporal stage (temporal rows) or the VQA head (``vqa`` rows;
+    ``vqa``: its :class:`~scener1.vqa.vlm_head.VLMSettings`) builds them.
     """
 
     def __init__(self, temporal: Any = None, max_scenes: int = 256, max_clips: int = 32, vqa: Any = None):
