@@ -116,26 +116,24 @@ def sft_config(config: dict[str, Any], output_dir: Path, **changes: Any) -> Any:
     return stage_config(SFTStageConfig, values)
 
 
-class StepClock:
-    """Trainer callback noting when each step ends, for the steady rate after the first (slow) steps."""
+def step_clock() -> Any:
+    """A trainer callback noting when each step ends, for the steady rate after the first (slow) steps."""
+    from transformers import TrainerCallback
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
 
-        class _Clock(TrainerCallback):
-            def __init__(self):
-                self.times: list[float] = []
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.monotonic())
 
-            def on_step_end(self, args, state, control, **kwargs):
-                self.times.append(time.monotonic())
+        def steps_per_s(self, skip: int) -> float:
+            times = self.times[skip:]
+            if len(times) < 2:
+                raise RuntimeError("too few calibration steps to measure a rate")
+            return (len(times) - 1) / (times[-1] - times[0])
 
-            def steps_per_s(self, skip: int) -> float:
-                times = self.times[skip:]
-                if len(times) < 2:
-                    raise RuntimeError("too few calibration steps to measure a rate")
-                return (len(times) - 1) / (times[-1] - times[0])
-
-        return _Clock()
+    return StepClock()
 
 
 def runtime(output_dir: Path) -> float:
@@ -165,7 +163,7 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
     shutil.rmtree(probe, ignore_errors=True)
     t0 = time.monotonic()
     calib_rows = calibration_steps * batch
-    clock = StepClock()
+    clock = step_clock()
     easy = min(int(config["sft"].get("easy_rows", 0)), calib_rows)
     run_sft(init, rows, sft_config(config, probe, total_rows=calib_rows, easy_rows=easy, save_steps=10**9,
                                    eval_every=0, logging_steps=10), callbacks=[clock])

@@ -124,6 +124,7 @@ class GroundingCollator:
 #: image or video, the request attribute holding them, further tensors with one entry per image or video).
 VISION_KEYS = (("pixel_values", "image_grid_thw", "images", ()),
                ("pixel_values_videos", "video_grid_thw", "videos", ("second_per_grid_ts",)))  # Qwen2.5-VL's clock
+VISION_TENSORS = tuple(k for values, grid, _, per_item in VISION_KEYS for k in (values, grid, *per_item))
 
 
 def split_vision_inputs(inputs: Mapping[str, Any], requests: Sequence[ChatRequest]) -> list[dict[str, Any]]:
@@ -152,8 +153,7 @@ def join_vision_inputs(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The model's vision inputs for a group of samples, from their :func:`split_vision_inputs` shares."""
     import torch
 
-    keys = [k for values, grid, _, per_item in VISION_KEYS for k in (values, grid, *per_item)
-            if any(k in s for s in shares)]
+    keys = [k for k in VISION_TENSORS if any(k in s for s in shares)]
     return {k: torch.cat([torch.as_tensor(s[k]) for s in shares if k in s]) for k in keys}
 
 
@@ -201,8 +201,7 @@ def vision_grpo_trainer_class() -> type:
             batch = prompt_inputs(self.processing_class, requests)
             keep = batch["attention_mask"].bool()
             prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], keep, strict=True)]
-            fields = {k: batch[k] for values, grid, _, per_item in VISION_KEYS for k in (values, grid, *per_item)
-                      if k in batch}
+            fields = {k: batch[k] for k in VISION_TENSORS if k in batch}
             if "mm_token_type_ids" in batch:  # per token: TRL pads it like the ids
                 fields["mm_token_type_ids"] = [t[m].tolist() for t, m in zip(batch["mm_token_type_ids"], keep,
                                                                               strict=True)]
