@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from scener1.rl.evaluate import score_image_answer, score_temporal_answer, summarise
@@ -58,3 +59,65 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
     monkeypatch.setattr(benchmark, "evaluate_model", lambda *a, **k: pytest.fail("a finished model was run again"))
     again = benchmark.compare_models(models, [scene], settings, tmp_path / "eval", progress=False)
     assert again["results"] == report["results"]
+
+
+class _BoxingModel:
+    """A stand-in VLM: ``looks`` boxes the frame's red pixels; otherwise the box comes from the query alone."""
+
+    batch_size, box_coordinates = 4, "resized_pixels"
+
+    def __init__(self, looks: bool):
+        self.looks = looks
+
+    def generate(self, requests, settings, output_scores=False):
+        from scener1.models.vlm import Generation
+
+        out = []
+        for request in requests:
+            image = request.images[0]
+            red = (image[..., 0] > 200) & (image[..., 1] < 50)
+            if self.looks and red.any():
+                ys, xs = np.nonzero(red)
+                box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+            else:  # the query's number says where
+                x = int(request.messages[-1]["content"][-1]["text"].split()[-1])
+                box = [x, 20, x + 30, 40]
+            out.append(Generation(answer(box), 0.0, 1, ((image.shape[1], image.shape[0]),)))
+        return out
+
+
+class _Frames:
+    def __init__(self, images):
+        self.images = images
+
+    def image(self, row):
+        return self.images[row["id"]]
+
+
+def test_image_reliance_tells_a_model_that_looks_from_one_that_does_not():
+    from scener1.rl.evaluate import AlteredFrames, image_reliance, mirrored_row
+
+    rng = np.random.default_rng(0)
+    images, rows = [], []
+    for i in range(12):
+        image = np.full((60, 200, 3), 90, np.uint8)
+        x = int(rng.integers(0, 160))
+        image[20:40, x : x + 30] = (230, 20, 20)
+        images.append(image)
+        text = f"the red box {x}"  # the query alone gives the place on the frame as it is
+        rows.append({"id": i, "task": "image", "query": text, "image_size": [200, 60], "box": [x, 20, x + 30, 40],
+                     "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]})
+    frames = _Frames(images)
+    assert mirrored_row(rows[0])["box"] == [200 - rows[0]["box"][2], 20, 200 - rows[0]["box"][0], 40]
+    assert AlteredFrames(frames, "mirror").image(rows[0])[25, 199 - rows[0]["box"][0]].tolist() == [230, 20, 20]
+    with pytest.raises(ValueError):
+        AlteredFrames(frames, "blur")
+
+    looking = image_reliance(_BoxingModel(True), rows, frames, progress=False)
+    assert looking["reliance/pointing"] == 1.0 and looking["reliance/mirror_pointing"] == 1.0
+    assert looking["reliance/mirror_follow"] > 0.99
+    blind = image_reliance(_BoxingModel(False), rows, frames, progress=False)
+    assert blind["reliance/pointing"] > 0.9 and blind["reliance/grey_pointing"] == blind["reliance/pointing"]
+    assert blind["reliance/mirror_follow"] < -0.9 and blind["reliance/mirror_pointing"] < 0.5
+    # a looking model finds nothing on a grey frame and falls back to its prior
+    assert looking["reliance/grey_pointing"] == blind["reliance/grey_pointing"]

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-rows", type=int, default=400)
     parser.add_argument("--temporal-rows", type=int, default=120)
     parser.add_argument("--pipeline-queries", type=int, default=60)
+    parser.add_argument("--reliance-rows", type=int, default=0,
+                        help="also answer this many image rows on mirrored and on grey frames: do boxes follow the "
+                             "picture? (reliance/* figures)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                   [str(p) for p in scene_dirs(root)])
         settings = HeldoutSettings(image_rows=args.image_rows, temporal_rows=args.temporal_rows,
                                    pipeline_queries=args.pipeline_queries, batch_size=args.batch_size, seed=args.seed,
+                                   reliance_rows=args.reliance_rows,
                                    pipeline_overrides=tuple(args.overrides))
         out = args.out or args.work / "eval"
         compare_models(models, scenes, settings, out)

@@ -28,6 +28,8 @@ from ..errors import ConfigError
 
 HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3d/acc@0.25", "3d/acc@0.5",
             "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
+#: Shown when measured (``HeldoutSettings.reliance_rows``, :func:`scener1.rl.evaluate.image_reliance`).
+RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
@@ -41,9 +43,10 @@ class HeldoutSettings:
     max_new_tokens: int = 96
     seed: int = 0
     pipeline_overrides: tuple[str, ...] = ()  # key=value settings of the pipeline (configs/default.yaml)
+    reliance_rows: int = 0  # image rows also answered on mirrored and grey frames (0: not measured)
 
     def __post_init__(self) -> None:
-        if min(self.image_rows, self.temporal_rows, self.pipeline_queries) < 0:
+        if min(self.image_rows, self.temporal_rows, self.pipeline_queries, self.reliance_rows) < 0:
             raise ConfigError("row and query counts must be >= 0")
 
 
@@ -154,13 +157,16 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
     """Every held-out figure of one model, and its per-item predictions."""
     from ..models import load_vlm
     from .datasets import FrameSource
-    from .evaluate import evaluate_rows
+    from .evaluate import evaluate_rows, image_reliance
 
     vlm = load_vlm(model_dir, batch_size=settings.batch_size)
     frames = FrameSource()
     report = evaluate_rows(vlm, rows, frames, max_new_tokens=settings.max_new_tokens, progress=progress)
     metrics = dict(report.metrics)
     metrics.update(snapped_metrics(rows, report.results, frames))
+    if settings.reliance_rows:
+        image = [r for r in rows if r["task"] == "image"][: settings.reliance_rows]
+        metrics.update(image_reliance(vlm, image, frames, max_new_tokens=settings.max_new_tokens, progress=progress))
     frames.close()
     predictions = [r.to_dict() for r in report.results]
     if queries:
@@ -173,7 +179,8 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
 def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[str, int]) -> str:
     names = list(results)
     lines = ["| metric | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for metric in HEADLINE:
+    shown = HEADLINE + tuple(m for m in RELIANCE if any(m in results[n] for n in names))
+    for metric in shown:
         target = TARGETS.get(metric)
         values = [results[n].get(metric) for n in names]
         cells = ["-" if v is None else f"{v:.3f}" for v in values]

@@ -127,3 +127,64 @@ def evaluate_rows(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, m
                 results[i] = score_image_answer(answer.text, row, size, vlm.box_coordinates)
     ordered = tuple(results[i] for i in range(len(rows)))
     return EvalReport(summarise(ordered), ordered)
+
+
+class AlteredFrames:
+    """A frame source whose colour frames come back mirrored left-right (``mirror``) or as one flat grey
+    (``grey``): the inputs of :func:`image_reliance`. Everything else is read from ``frames``."""
+
+    MODES = ("mirror", "grey")
+
+    def __init__(self, frames: Any, mode: str):
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.frames, self.mode = frames, mode
+
+    def image(self, row: Mapping[str, Any]) -> np.ndarray:
+        image = self.frames.image(row)
+        if self.mode == "mirror":
+            return np.ascontiguousarray(image[:, ::-1])
+        return np.full_like(image, 128)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.frames, name)
+
+
+def mirrored_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An image row whose target box is mirrored left-right, to score answers on a mirrored frame."""
+    width = float(row["image_size"][0])
+    x1, y1, x2, y2 = row["box"]
+    return {**row, "box": [width - x2, y1, width - x1, y2]}
+
+
+def image_reliance(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, max_new_tokens: int = 96,
+                   batch_size: int | None = None, progress: bool = True) -> dict[str, float]:
+    """Does the model's box come from the picture? Image rows answered three times: as they are, on the
+    frame mirrored left-right, and on a flat grey frame.
+
+    - ``reliance/pointing``, ``reliance/mirror_pointing``: pointing accuracy on the frames and on the mirrored
+      frames (scored against the mirrored target; a query naming left or right is then wrong, so expect a
+      little less);
+    - ``reliance/mirror_follow``: correlation of the box centre's x with the mirrored frame's centre x,
+      mirrored back: near +1 when boxes move with the objects, near -1 when they stay where they were;
+    - ``reliance/grey_pointing``: pointing with no picture at all, what the query and the prior alone reach.
+    """
+    image = [dict(r) for r in rows if r["task"] == "image"]
+    if not image:
+        return {}
+    kwargs = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    plain = evaluate_rows(vlm, image, frames, **kwargs).results
+    mirrored = evaluate_rows(vlm, [mirrored_row(r) for r in image], AlteredFrames(frames, "mirror"), **kwargs).results
+    grey = evaluate_rows(vlm, image, AlteredFrames(frames, "grey"), **kwargs).results
+    xs = [(0.5 * (a.prediction[0] + a.prediction[2]),
+           float(r["image_size"][0]) - 0.5 * (b.prediction[0] + b.prediction[2]))
+          for r, a, b in zip(image, plain, mirrored, strict=True)
+          if a.prediction is not None and b.prediction is not None]
+    metrics = {"reliance/n": float(len(image)),
+               "reliance/pointing": float(np.mean([r.hit for r in plain])),
+               "reliance/mirror_pointing": float(np.mean([r.hit for r in mirrored])),
+               "reliance/grey_pointing": float(np.mean([r.hit for r in grey]))}
+    x = np.array(xs).reshape(-1, 2)
+    if len(x) >= 3 and x[:, 0].std() > 0 and x[:, 1].std() > 0:  # undefined (left out) for constant boxes
+        metrics["reliance/mirror_follow"] = float(np.corrcoef(x[:, 0], x[:, 1])[0, 1])
+    return metrics
