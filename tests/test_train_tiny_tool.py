@@ -1,4 +1,5 @@
-"""tools/train_tiny.py end to end at toy sizes: scenes -> untrained model -> SFT -> GRPO (images and videos)
+"""tools/train_tiny.py end to end at toy sizes: scenes -> untrained model -> vision pretraining -> SFT -> GRPO
+(images and videos)
 -> held-out evaluation -> export, then a second run that finds every stage done."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ TOY = {
     "scenes": {"train": {"seed": 11, "count": 1, "frames": 12, "fps": 6.0},
                "val": {"seed": 12, "count": 1, "frames": 12, "fps": 6.0},
                "heldout": {"seed": 13, "count": 1, "frames": 12, "fps": 6.0}},
+    "vision": {"steps": 2, "batch_size": 2, "frame_stride": 4, "save_every": 1, "log_every": 1, "eval_frames": 2,
+               "precision": "fp32"},
     "data": {"tasks": ["image", "temporal"], "image": {"frame_stride": 4}, "temporal": {"min_shown": 1},
              "eval_image_rows": 1, "eval_temporal_rows": 1},
     "sft": {"total_rows": 8, "batch_size": 2, "save_steps": 2, "eval_every": 0, "logging_steps": 1,
@@ -47,12 +50,15 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
     assert summary["source"] == "grpo/final" and set(summary["heldout"]["results"]) == {"sft", "sft+grpo"}
     report = summary["heldout"]["results"]["sft+grpo"]
     assert report["image/n"] == 2 and report["temporal/n"] == 1 and "3d/acc@0.25" in report
+    vision = json.loads((work / "vision" / "vision_pretrain.json").read_text())
+    assert vision["done"] and "dense/object" in vision["metrics"]
+    assert json.loads((work / "sft" / "stage_config.json").read_text())["model"] == str(work / "vision")
     grpo_state = json.loads(next((work / "grpo").glob("checkpoint-*/trainer_state.json")).read_text())
     assert any("rewards/temporal_iou_reward/mean" in e for e in grpo_state["log_history"])
 
     stamp = (work / "sft" / "final" / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
-    assert tool.main([*args, "--stages", "data,sft,grpo"]) == 0  # finished stages are found, not redone
+    assert tool.main([*args, "--stages", "data,vision,sft,grpo"]) == 0  # finished stages are found, not redone
     assert (work / "sft" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
     assert "training rows" in capsys.readouterr().out
 

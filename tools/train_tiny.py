@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Reproduce Scene-R1-tiny end to end: synthetic scenes -> untrained model -> SFT -> GRPO -> held-out
-evaluation -> the checkpoint in assets/models/scene-r1-tiny.
+"""Reproduce Scene-R1-tiny end to end: synthetic scenes -> untrained model -> vision pretraining -> SFT ->
+GRPO -> held-out evaluation -> the checkpoint in assets/models/scene-r1-tiny.
 
     .venv/bin/python tools/train_tiny.py                       # everything, from configs/train/tiny_cpu.yaml
     .venv/bin/python tools/train_tiny.py --stages sft          # one stage (the ones before must be done)
@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("data", "init", "sft", "grpo", "eval", "export")
+STAGES = ("data", "init", "vision", "sft", "grpo", "eval", "export")
 #: What a shipped model directory holds (no optimizer state, no pickles).
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                "tokenizer_config.json", "processor_config.json", "chat_template.jinja", "scener1_prompts.json")
@@ -108,6 +108,31 @@ def stage_init(config: dict[str, Any], work: Path) -> Path:
     return out
 
 
+def stage_vision(config: dict[str, Any], work: Path) -> Path | None:
+    """Pretrain the vision tower on dense per-token targets (scener1.models.vision_pretrain); None when
+    the config's ``vision.steps`` is 0 (SFT then starts from the untrained model)."""
+    from scener1.models.vision_pretrain import VisionPretrainConfig, pretrain_vision
+
+    settings = VisionPretrainConfig(**{**config.get("vision", {}), "seed": int(config["seed"])})
+    if settings.steps == 0:
+        return None
+    return pretrain_vision(work / "init", split_scenes(work, "train"), settings, work / "vision",
+                           eval_scenes=split_scenes(work, "val"))
+
+
+def sft_start(config: dict[str, Any], work: Path) -> Path:
+    """The model SFT starts from: the vision-pretrained one unless the config turns that stage off."""
+    from scener1.models.vision_pretrain import SUMMARY_FILE
+
+    if int(config.get("vision", {}).get("steps", 0)) == 0:
+        return work / "init"
+    if not (work / "vision" / SUMMARY_FILE).is_file():
+        from scener1.errors import ConfigError
+
+        raise ConfigError(f"{work / 'vision'} is not finished: run the vision stage first (or set vision.steps=0)")
+    return work / "vision"
+
+
 def recipe(config: dict[str, Any], work: Path, stage: str):
     from scener1.rl.train import recipe_from_dict
 
@@ -123,7 +148,7 @@ def stage_train(config: dict[str, Any], work: Path, stage: str) -> Path:
     from scener1.rl.train import recipe_rows, run_grpo, run_sft
 
     r = recipe(config, work, stage)
-    start = work / "init" if stage == "sft" else work / "sft" / "final"
+    start = sft_start(config, work) if stage == "sft" else work / "sft" / "final"
     if not (start / "config.json").is_file():
         from scener1.errors import ConfigError
 
@@ -208,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 stage_data(config, work)
             elif stage == "init":
                 stage_init(config, work)
+            elif stage == "vision":
+                stage_vision(config, work)
             elif stage in ("sft", "grpo"):
                 stage_train(config, work, stage)
             elif stage == "eval":

@@ -295,7 +295,7 @@ def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTSt
         model=model, args=args, train_dataset=dataset, processing_class=processor,
         data_collator=GroundingCollator(processor, frames, config.max_answer_tokens), callbacks=callbacks,
     )
-    _write_json(out / "stage_config.json", asdict(config))
+    _write_json(out / "stage_config.json", {**asdict(config), "model": str(model_dir)})  # what it started from
     trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if last_checkpoint(out) else None)
     frames.close()
     return save_final(trainer, processor, final, vlm.prompt_version, vlm.box_coordinates)
@@ -345,7 +345,7 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
         model=model, reward_funcs=list(REWARD_FUNCTIONS), args=args, train_dataset=grpo_dataset(rows),
         processing_class=processor, callbacks=callbacks, peft_config=config.peft_config(), frames=frames,
     )
-    _write_json(out / "stage_config.json", asdict(config))
+    _write_json(out / "stage_config.json", {**asdict(config), "model": str(model_dir)})  # what it started from
     checkpoint = last_checkpoint(out)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     frames.close()
