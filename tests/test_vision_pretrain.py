@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scener1.rl.datasets import ObjectInfo, SceneTruth, Visible
-from scener1.rl.dense import CATEGORY_CLASSES, COLOR_CLASSES, cell_targets, frame_positions
+from scener1.rl.dense import CATEGORY_CLASSES, COLOR_CLASSES, cell_targets, frame_positions, mirror_targets
 
 
 def toy_truth() -> SceneTruth:
@@ -36,6 +36,12 @@ def test_cells_take_the_object_covering_enough_of_them_through_the_resize():
     with pytest.raises(ValueError, match="smaller than one"):
         cell_targets(instance, truth, 0, (16, 16), cell=32)
     assert frame_positions([truth, truth], stride=1) == [(0, 0), (1, 0)]
+    # mirroring the targets is the targets of the mirrored frame
+    mirrored = mirror_targets(targets)
+    direct = cell_targets(instance[:, ::-1], truth, 0, (128, 96), cell=32, min_share=0.05)
+    np.testing.assert_array_equal(mirrored.category, direct.category)
+    np.testing.assert_allclose(mirrored.box[0, 3], [1 - 40 / 160, 0, 1, 40 / 120])
+    np.testing.assert_allclose(mirrored.box[1, 1], [1 - 110 / 160, 40 / 120, 1 - 100 / 160, 50 / 120])
 
 
 def test_an_instance_no_object_owns_is_a_clear_error():
@@ -63,7 +69,7 @@ def test_pretraining_teaches_the_tower_and_resumes_after_a_kill(tmp_path, monkey
                        vision_hidden_size=32, vision_depth=2, vision_heads=2, max_integer=300, seed=2)
     init = build_scene_r1_tiny(tmp_path / "init", spec)
     config = vp.VisionPretrainConfig(steps=60, batch_size=4, learning_rate=1e-2, warmup_steps=2, frame_stride=1,
-                                     log_every=5, save_every=5, eval_frames=4, precision="fp32")
+                                     log_every=5, save_every=5, eval_frames=4, precision="fp32", flip=True)
 
     real_batch, calls = vp.DenseBatches.batch, []
 

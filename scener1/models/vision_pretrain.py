@@ -44,6 +44,7 @@ class VisionPretrainConfig:
     box_weight: float = 5.0  # L1 on boxes in [0, 1] is small next to the cross-entropies
     frame_stride: int = 2  # every n-th frame of each training scene
     min_share: float = 0.2  # a cell shows an object covering at least this share of it (small ones count)
+    flip: bool = False  # mirror half the frames left-right (targets with them): twice the views, no side bias
     precision: str = "bf16"  # bf16 autocast (faster on recent CPUs) or fp32
     log_every: int = 25
     save_every: int = 200
@@ -84,7 +85,8 @@ class DenseBatches:
     """Frames and their cell targets in batches, in an order fixed by the seed (so a resumed run sees the
     batches it would have seen)."""
 
-    def __init__(self, scenes: Sequence[str | Path], processor: Any, stride: int, min_share: float, seed: int):
+    def __init__(self, scenes: Sequence[str | Path], processor: Any, stride: int, min_share: float, seed: int,
+                 flip: bool = False):
         from ..rl.datasets import FrameSource, load_scene_truth
         from ..rl.dense import frame_positions
 
@@ -92,7 +94,7 @@ class DenseBatches:
         self.items = frame_positions(self.truths, stride)
         if not self.items:
             raise ConfigError("vision pretraining: the scenes have no frames")
-        self.processor, self.min_share, self.seed = processor, min_share, seed
+        self.processor, self.min_share, self.seed, self.flip = processor, min_share, seed, flip
         self.frames = FrameSource()
 
     def batch(self, step: int, size: int) -> tuple[Any, list[Any]]:
@@ -102,19 +104,23 @@ class DenseBatches:
             epoch, offset = divmod(i, len(self.items))
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.items))
             picked.append(self.items[int(order[offset])])
-        return self.load(picked)
+        flips = np.random.default_rng([self.seed, step, 1]).random(size) < 0.5 if self.flip else None
+        return self.load(picked, flips)
 
-    def load(self, picked: Sequence[tuple[int, int]]) -> tuple[Any, list[Any]]:
-        from ..rl.dense import cell_targets, read_instance_map
+    def load(self, picked: Sequence[tuple[int, int]], flips: Sequence[bool] | None = None) -> tuple[Any, list[Any]]:
+        from ..rl.dense import cell_targets, mirror_targets, read_instance_map
 
+        flips = [False] * len(picked) if flips is None else [bool(f) for f in flips]
         images = [self.frames.scene(str(self.truths[k].path)).frame(p).color for k, p in picked]
+        images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flips, strict=True)]
         inputs = self.processor.image_processor(images=images, return_tensors="pt")
         patch = int(self.processor.image_processor.patch_size)
         cell = patch * int(self.processor.image_processor.merge_size)
         targets = []
-        for (k, p), (_, gh, gw) in zip(picked, inputs["image_grid_thw"].tolist(), strict=True):
+        for (k, p), (_, gh, gw), f in zip(picked, inputs["image_grid_thw"].tolist(), flips, strict=True):
             instance = read_instance_map(self.truths[k].path, p)
-            targets.append(cell_targets(instance, self.truths[k], p, (gw * patch, gh * patch), cell, self.min_share))
+            cells = cell_targets(instance, self.truths[k], p, (gw * patch, gh * patch), cell, self.min_share)
+            targets.append(mirror_targets(cells) if f else cells)
         return inputs, targets
 
     def close(self) -> None:
@@ -229,7 +235,7 @@ def pretrain_vision(model_dir: str | Path, scenes: Sequence[str | Path], config:
         optimizer.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), list(state["history"])
 
-    batches = DenseBatches(scenes, processor, config.frame_stride, config.min_share, config.seed)
+    batches = DenseBatches(scenes, processor, config.frame_stride, config.min_share, config.seed, config.flip)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -87,6 +87,16 @@ def cell_targets(instance: np.ndarray, truth: SceneTruth, position: int, model_s
                        box[best].reshape(rows, cols, 4))
 
 
+def mirror_targets(targets: CellTargets) -> CellTargets:
+    """The targets of the frame mirrored left-right (cells reversed along each row, boxes mirrored)."""
+    box = targets.box[:, ::-1].copy()
+    on = targets.category[:, ::-1] > 0
+    x1 = box[..., 0].copy()
+    box[..., 0] = np.where(on, 1.0 - box[..., 2], 0.0)
+    box[..., 2] = np.where(on, 1.0 - x1, 0.0)
+    return CellTargets(targets.category[:, ::-1].copy(), targets.color[:, ::-1].copy(), box)
+
+
 def frame_positions(truths: Sequence[SceneTruth], stride: int = 1) -> list[tuple[int, int]]:
     """(scene index, frame position) of every ``stride``-th frame of each scene."""
     if stride < 1:
