@@ -94,6 +94,31 @@ def test_supervised_training_resumes_where_a_killed_run_stopped(tiny_model, scen
     assert batches == [2, 2]
 
 
+def test_a_frozen_vision_tower_keeps_its_weights_while_the_merger_and_language_model_learn(tiny_model, scene_root,
+                                                                                           tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from scener1.errors import ConfigError
+    from scener1.models import training
+    from scener1.rl.datasets import build_rows, scene_dirs
+    from scener1.rl.train import SFTStageConfig, freeze_vision_tower, run_sft
+
+    rows = build_rows(scene_dirs(scene_root), tasks=("image",), model_image_size=training.processor_image_size(
+        training.load_processor(tiny_model)))
+    final = run_sft(tiny_model, rows, SFTStageConfig(output_dir=str(tmp_path / "sft"), total_rows=6, batch_size=2,
+                                                     learning_rate=1e-2, eval_every=0, device="cpu",
+                                                     freeze_vision_tower=True))
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(final / "model.safetensors")
+    tower = [k for k in before if ".visual." in k and "merger" not in k]
+    rest = [k for k in before if k not in tower]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert any(not torch.equal(before[k], after[k]) for k in rest if "merger" in k)
+    assert any(not torch.equal(before[k], after[k]) for k in rest if "language_model" in k)
+    with pytest.raises(ConfigError, match="no vision tower"):
+        freeze_vision_tower(torch.nn.Linear(2, 2))
+
+
 def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
     from scener1.rl.train import GRPOStageConfig, SFTStageConfig, load_recipe, stage_config
 

@@ -83,6 +83,7 @@ class SFTStageConfig:
     max_answer_tokens: int = 160
     eval_max_new_tokens: int = 96
     gradient_checkpointing: bool = False
+    freeze_vision_tower: bool = False  # keep the vision blocks as they are; the merger and language model learn
     dataloader_num_workers: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | bf16 | fp32 (see _device_flags)
@@ -151,6 +152,7 @@ class GRPOStageConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                     "gate_proj", "up_proj", "down_proj"])
     gradient_checkpointing: bool = False
+    freeze_vision_tower: bool = False  # keep the vision blocks as they are; the merger and language model learn
     device: str = "auto"
     precision: str = "auto"
     deepspeed: str | None = None
@@ -242,6 +244,21 @@ def load_model_and_processor(model_dir: str | Path, args: Any) -> tuple[Any, Any
     return vlm.model, vlm.processor, vlm
 
 
+def freeze_vision_tower(model: Any) -> int:
+    """Stop gradients into the vision tower's patch embedding, position grid and blocks, leaving its
+    mergers (the projection into the language model) trainable, as Qwen-VL fine-tuning recipes do; returns
+    the number of frozen parameters. Raises ConfigError for a model without a ``visual`` tower."""
+    visual = getattr(getattr(model, "model", None), "visual", None)
+    if visual is None:
+        raise ConfigError(f"freeze_vision_tower: {type(model).__name__} has no vision tower (model.model.visual)")
+    frozen = 0
+    for name, param in visual.named_parameters():
+        if "merger" not in name:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
 def save_final(trainer: Any, processor: Any, out_dir: Path, prompt_version: str, box_coordinates: str | None) -> Path:
     """The trained model as a complete checkpoint directory that :func:`load_vlm` reads."""
     from ..prompts import write_model_prompt_info
@@ -281,6 +298,8 @@ def run_sft(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: SFTSt
         raise ConfigError("no training rows for the supervised stage")
     args = config.to_trl()
     model, processor, vlm = load_model_and_processor(model_dir, args)
+    if config.freeze_vision_tower:
+        freeze_vision_tower(model)
     per_step = config.batch_size * config.gradient_accumulation_steps * max(1, args.world_size)
     order = curriculum_order(rows, Curriculum(total=args.max_steps * per_step, batch_size=config.batch_size,
                                               easy_rows=config.easy_rows, task_weights=config.task_weights,
@@ -336,6 +355,8 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
         raise ConfigError("no rows for the GRPO stage")
     args = config.to_trl()
     model, processor, vlm = load_model_and_processor(model_dir, args)
+    if config.freeze_vision_tower:
+        freeze_vision_tower(model)
     frames = FrameSource()
     callbacks = [CurvesCallback(out, GRPO_CURVES, f"GRPO ({out.name})")]
     if eval_rows and config.eval_every > 0:
