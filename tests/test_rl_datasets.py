@@ -286,3 +286,37 @@ def test_vqa_rows_refuse_malformed_questions_in_one_line(scene, tmp_path):
     (copy / "gt" / "vsibench.json").write_text(json.dumps([{"question": "How many chairs?"}]))
     with pytest.raises(SceneError, match="questions not in the expected form"):
         vqa_rows(load_scene_truth(copy))
+
+
+def test_mirrored_rows_show_the_mirrored_frame_and_box_it_with_the_same_query(scene):
+    from scener1.parsing import BoxGeometry, parse_box
+    from scener1.rl.datasets import DetectionTaskSettings, mirror_box
+
+    rows = build_rows([scene], tasks=("image", "detect"), model_image_size=lambda w, h: MODEL_SIZE,
+                      image=ImageTaskSettings(frame_stride=8, mirror=True),
+                      detect=DetectionTaskSettings(frame_stride=8, mirror=True))
+    plain = build_rows([scene], tasks=("image", "detect"), model_image_size=lambda w, h: MODEL_SIZE,
+                       image=ImageTaskSettings(frame_stride=8), detect=DetectionTaskSettings(frame_stride=8))
+    assert len(rows) == 2 * len(plain) and not any(r["mirrored"] for r in plain)
+    key = lambda r: (r["task"], r["positions"][0], r["query"], r["object_id"])  # noqa: E731
+    twins = {key(r): r for r in rows if not r["mirrored"]}
+    frames = FrameSource()
+    flipped_regions = 0
+    for row in (r for r in rows if r["mirrored"]):
+        twin = twins[key(row)]
+        np.testing.assert_array_equal(frames.image(row), frames.image(twin)[:, ::-1])
+        if row["task"] == "image":
+            assert row["box"] == list(mirror_box(twin["box"], 160)) and row["prompt"] == twin["prompt"]
+            region = re.search(r"in the ([a-z ]+) of the image", answer_text(row)).group(1)
+            assert region == region_name(row["box"], (160, 120))
+            flipped_regions += region != re.search(r"in the ([a-z ]+) of the image", answer_text(twin)).group(1)
+        else:
+            geometry = BoxGeometry("resized_pixels", MODEL_SIZE, (160, 120))
+            got = sorted((b.label, tuple(round(c) for c in b.box)) for b in parse_box(answer_text(row), geometry).boxes)
+            want = sorted((b.label, tuple(round(c) for c in mirror_box(b.box, 160)))
+                          for b in parse_box(answer_text(twin), geometry).boxes)
+            assert [g[0] for g in got] == [w[0] for w in want]
+            assert all(max(abs(a - b) for a, b in zip(g[1], w[1])) <= 2 for g, w in zip(got, want))
+    assert flipped_regions > 0  # "left" became "right" where the box crossed sides
+    frames.close()
+    check_rows(rows)  # every mirrored answer reads back to its mirrored target

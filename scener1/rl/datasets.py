@@ -238,6 +238,12 @@ def box_in_model_coordinates(box: Sequence[float], size: tuple[int, int], model_
     return [int(round(x1 * sx)), int(round(y1 * sy)), int(round(x2 * sx)), int(round(y2 * sy))]
 
 
+def mirror_box(box: Sequence[float], width: float) -> tuple[float, ...]:
+    """A box (x2 exclusive) on the frame mirrored left-right."""
+    x1, y1, x2, y2 = box
+    return (width - x2, y1, width - x1, y2)
+
+
 def box_answer(think: str, box: Sequence[int], label: str) -> str:
     return f'<think>{think}</think><answer>{{"bbox_2d": [{box[0]}, {box[1]}, {box[2]}, {box[3]}], "label": "{label}"}}</answer>'
 
@@ -255,7 +261,9 @@ class ImageTaskSettings:
     the image and its box is at least ``min_box`` pixels on each side. ``frame_queries`` adds the short
     frame-level queries (difficulty 0); ``scene_queries`` the scene's referring expressions (difficulty 1).
     ``image_region`` ends the rationale with the part of the image the box is in ("It is in the bottom left
-    of the image").
+    of the image"). ``mirror`` adds each row again on the frame mirrored left-right (``mirrored: True``,
+    read mirrored by :class:`FrameSource`): the synthetic queries never say left or right, so they stay
+    true, while a box placed from the query alone is wrong on one of the two frames.
     """
 
     frame_stride: int = 3
@@ -265,6 +273,7 @@ class ImageTaskSettings:
     scene_queries: bool = True
     rationale: bool = True
     image_region: bool = True
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
@@ -288,7 +297,7 @@ def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: i
 
 def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: list[dict[str, Any]], answer: str,
                object_id: int, difficulty: int, box: list[float] | None, model_size: tuple[int, int] | None,
-               convention: str) -> dict[str, Any]:
+               convention: str, mirrored: bool = False) -> dict[str, Any]:
     """A one-frame row (image grounding or detection) with every column the trainers read."""
     return {
         "task": task,
@@ -306,6 +315,7 @@ def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: 
         "box_coordinates": convention,
         "spans": None,
         "duration": None,
+        "mirrored": mirrored,  # the frame is shown mirrored left-right (boxes are the mirrored frame's)
     }
 
 
@@ -332,13 +342,15 @@ def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn
                 queries += [(q, 0, None) for q in frame_level_queries(truth, visible, v.object_id)]
             if s.scene_queries:
                 queries += [(d.text, 1, d.relation) for d in by_object.get(v.object_id, [])]
-            target = box_in_model_coordinates(v.box, truth.size, model_size, convention)
-            for query, difficulty, relation in queries:
-                think = image_rationale(truth, obj, v.box, relation, s.image_region) if s.rationale else ""
-                rows.append(_frame_row(
-                    "image", truth, position, query, image_messages(query, convention, prompt_version),
-                    box_answer(think, target, obj.label), obj.object_id, difficulty, [float(c) for c in v.box],
-                    model_size, convention))
+            for mirrored in (False, True) if s.mirror else (False,):
+                box = mirror_box(v.box, W) if mirrored else v.box
+                target = box_in_model_coordinates(box, truth.size, model_size, convention)
+                for query, difficulty, relation in queries:
+                    think = image_rationale(truth, obj, box, relation, s.image_region) if s.rationale else ""
+                    rows.append(_frame_row(
+                        "image", truth, position, query, image_messages(query, convention, prompt_version),
+                        box_answer(think, target, obj.label), obj.object_id, difficulty, [float(c) for c in box],
+                        model_size, convention, mirrored))
     return rows
 
 
@@ -369,12 +381,13 @@ def training_phrases(version: str | None = None) -> list[str]:
 class DetectionTaskSettings:
     """Which frames become detection rows: every ``frame_stride``-th frame with at least one object covering
     ``min_fraction`` of the image (boxes at least ``min_box`` pixels a side); at most ``max_objects`` objects,
-    the largest, listed left to right."""
+    the largest, listed left to right; ``mirror`` adds each frame mirrored left-right too."""
 
     frame_stride: int = 3
     min_fraction: float = 0.004
     min_box: int = 8
     max_objects: int = 8
+    mirror: bool = False
 
 
 def detection_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn | None = None,
@@ -390,13 +403,16 @@ def detection_rows(truth: SceneTruth, convention: str, model_image_size: ImageSi
         if not shown:
             continue
         shown = sorted(shown, key=lambda v: -v.pixels)[: s.max_objects]
-        shown.sort(key=lambda v: (v.box[0] + v.box[2], v.box[1]))
-        items = []
-        for v in shown:
-            b = box_in_model_coordinates(v.box, truth.size, model_size, convention)
-            items.append(f'{{"bbox_2d": [{b[0]}, {b[1]}, {b[2]}, {b[3]}], "label": "{truth.objects[v.object_id].label}"}}')
-        rows.append(_frame_row("detect", truth, position, "", detection_messages(convention, prompt_version),
-                               "<answer>[" + ", ".join(items) + "]</answer>", -1, 0, None, model_size, convention))
+        for mirrored in (False, True) if s.mirror else (False,):
+            boxes = [(mirror_box(v.box, W) if mirrored else v.box, truth.objects[v.object_id].label) for v in shown]
+            boxes.sort(key=lambda item: (item[0][0] + item[0][2], item[0][1]))
+            items = []
+            for box, label in boxes:
+                b = box_in_model_coordinates(box, truth.size, model_size, convention)
+                items.append(f'{{"bbox_2d": [{b[0]}, {b[1]}, {b[2]}, {b[3]}], "label": "{label}"}}')
+            rows.append(_frame_row("detect", truth, position, "", detection_messages(convention, prompt_version),
+                                   "<answer>[" + ", ".join(items) + "]</answer>", -1, 0, None, model_size, convention,
+                                   mirrored))
     return rows
 
 
@@ -492,6 +508,7 @@ def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = Non
                 "box_coordinates": None,
                 "spans": spans,
                 "duration": duration,
+                "mirrored": False,
             })
     return rows
 
@@ -586,6 +603,7 @@ def vqa_rows(truth: SceneTruth, settings: VQATaskSettings | None = None, vlm: An
             "ground_truth": None if answers else truth_answer,
             "answers": answers,
             "options": options,
+            "mirrored": False,
         })
     return rows
 
@@ -717,8 +735,9 @@ class FrameSource:
         return scene
 
     def image(self, row: dict[str, Any]) -> np.ndarray:
-        """The colour frame of an image row, (H, W, 3) uint8 RGB."""
-        return self.scene(row["scene"]).frame(int(row["positions"][0])).color
+        """The colour frame of an image row, (H, W, 3) uint8 RGB (mirrored left-right for a mirrored row)."""
+        color = self.scene(row["scene"]).frame(int(row["positions"][0])).color
+        return np.ascontiguousarray(color[:, ::-1]) if row.get("mirrored") else color
 
     def clip(self, row: dict[str, Any]) -> Any:
         """The video of a temporal or VQA row (a :class:`scener1.models.VideoClip`)."""

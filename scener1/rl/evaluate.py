@@ -152,9 +152,9 @@ class AlteredFrames:
 
 def mirrored_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """An image row whose target box is mirrored left-right, to score answers on a mirrored frame."""
-    width = float(row["image_size"][0])
-    x1, y1, x2, y2 = row["box"]
-    return {**row, "box": [width - x2, y1, width - x1, y2]}
+    from .datasets import mirror_box
+
+    return {**row, "box": list(mirror_box(row["box"], float(row["image_size"][0])))}
 
 
 def image_reliance(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, max_new_tokens: int = 96,
