@@ -4,6 +4,7 @@ is killed and resumes from its checkpoint, the stage configs and the training cu
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,26 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
         lease.pack(config, work, tmp_path / "pack")
     with pytest.raises(ConfigError, match="not a pack"):
         lease.unpack(tmp_path / "work", tmp_path / "elsewhere")
+    assert lease.start_model(tmp_path / "pack", work / "init", tmp_path / "there_work") == work / "init"
+
+    # with a vision stage in the recipe, its tower travels in the pack and SFT starts from it over there
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    vision = {"steps": 10}
+    with pytest.raises(ConfigError, match="vision stage"):
+        lease.pack({**config, "vision": vision}, work, tmp_path / "pack2")
+    shutil.copytree(tiny_model, work / "vision")
+    weights = load_file(work / "vision" / "model.safetensors")
+    tower = [k for k in weights if ".visual." in k]
+    save_file({k: v + 1.0 if k in tower else v for k, v in weights.items()}, work / "vision" / "model.safetensors")
+    (work / "vision" / "vision_pretrain.json").write_text('{"done": true}')
+    lease.pack({**config, "vision": vision}, work, tmp_path / "pack2")
+    start = lease.start_model(tmp_path / "pack2", work / "init", tmp_path / "there_work")
+    got = load_file(start / "model.safetensors")
+    assert all(torch.equal(got[k], weights[k] + 1.0) for k in tower)
+    assert all(torch.equal(got[k], weights[k]) for k in weights if k not in tower)
+    assert (start / "tokenizer.json").is_file()
 
 
 @pytest.mark.parametrize("family", ["scene_r1_tiny", "qwen2_5_vl"])

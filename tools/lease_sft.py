@@ -6,7 +6,8 @@ scenes are too large to copy there whole. So the rows are built here and packed 
 frames they read; the other machine unpacks them (the frames no row reads become links to one that is there,
 depth becomes zeros: the supervised stage reads neither) and trains within a time budget:
 
-    # here: rows of the recipe's training scenes (data stage done), frames and camera files -> PACK
+    # here: rows of the recipe's training scenes (data and vision stages done), frames, camera files and
+    # the pretrained vision tower -> PACK
     .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack lease_pack \\
         --set data.image.frame_stride=6 --set data.detect.frame_stride=6
     # there: build the untrained model, measure rows/s on a short run, train as many rows as fit
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO))
 import train_tiny  # tools/train_tiny.py: the recipe's stages
 
 ROWS_FILE = "rows.jsonl.gz"
+TOWER_FILE = "vision_tower.safetensors"  # the vision stage's tower (3 MB), when the recipe has that stage
 CAMERA_DIRS = ("pose", "intrinsic")
 
 
@@ -50,6 +52,7 @@ def pack(config: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
 
     if out.exists():
         raise ConfigError(f"{out} exists; pack into a new folder")
+    start = train_tiny.sft_start(config, work)  # the vision stage must be finished here when the recipe has it
     r = train_tiny.recipe(config, work, "sft")
     r.data.eval = []  # evaluation rows stay here: the held-out and validation scenes are not packed
     rows, _ = recipe_rows(r, work / "init")
@@ -70,6 +73,11 @@ def pack(config: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
     with gzip.open(out / ROWS_FILE, "wt", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps({**row, "scene": Path(row["scene"]).name}) + "\n")
+    if start != work / "init":
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(start / "model.safetensors")
+        save_file({k: v for k, v in weights.items() if ".visual." in k or k.startswith("visual.")}, out / TOWER_FILE)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     info = {"rows": len(rows), "scenes": len(used), "frames": sum(len(p) for p in used.values()), "mib": round(size, 1)}
     (out / "pack.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -107,6 +115,26 @@ def unpack(pack_dir: Path, scenes_dir: Path) -> list[dict[str, Any]]:
             row["scene"] = str(scenes_dir / row["scene"])
             rows.append(row)
     return rows
+
+
+def start_model(pack_dir: Path, init: Path, work: Path) -> Path:
+    """The model SFT starts from there: the untrained ``init``, or a copy of it carrying the packed vision
+    tower (the vision stage changes nothing else) in WORK/vision."""
+    from safetensors.torch import load_file, save_file
+
+    from scener1.errors import ConfigError
+
+    if not (pack_dir / TOWER_FILE).is_file():
+        return init
+    tower, weights = load_file(pack_dir / TOWER_FILE), load_file(init / "model.safetensors")
+    unfit = [k for k, v in tower.items() if k not in weights or weights[k].shape != v.shape]
+    if unfit:
+        raise ConfigError(f"the packed vision tower does not fit the recipe's model ({len(unfit)} tensors, e.g. {unfit[0]})")
+    out = work / "vision"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(init, out)
+    save_file({**weights, **tower}, out / "model.safetensors", metadata={"format": "pt"})
+    return out
 
 
 def sft_config(config: dict[str, Any], output_dir: Path, **changes: Any) -> Any:
@@ -156,7 +184,7 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
     deadline = start + 60.0 * minutes
     rows = unpack(pack_dir, work / "data" / "train")
     say(f"{len(rows)} rows unpacked in {time.monotonic() - start:.0f} s")
-    init = train_tiny.stage_init(config, work)
+    init = start_model(pack_dir, train_tiny.stage_init(config, work), work)
     batch = int(config["sft"].get("batch_size", 8))
 
     probe = work / "calibration"
