@@ -183,7 +183,7 @@ def evaluate_dense(model: Any, heads: Any, batches: DenseBatches, frames: int, b
             hits["background"] += right[~on].tolist()
             hits["color"] += (col_logits.argmax(-1) == color)[on].tolist()
             hits["box_l1"] += (box_pred[on] - box[on]).abs().mean(-1).tolist()
-    return {f"dense/{k}": float(np.mean(v)) if v else float("nan") for k, v in hits.items()}
+    return {f"dense/{k}": float(np.mean(v)) for k, v in hits.items() if v}  # no object cells: no object figures
 
 
 def _learning_rate(step: int, config: VisionPretrainConfig) -> float:
@@ -278,9 +278,9 @@ def pretrain_vision(model_dir: str | Path, scenes: Sequence[str | Path], config:
         held.close()
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    for name in ("scener1_prompts.json",):
-        if (Path(model_dir) / name).is_file():
-            shutil.copy2(Path(model_dir) / name, out / name)
+    prompts = Path(model_dir) / "scener1_prompts.json"  # the prompt version and box convention travel along
+    if prompts.is_file():
+        shutil.copy2(prompts, out / prompts.name)
     summary = {"done": True, "model": str(model_dir), "config": asdict(config), "metrics": metrics,
                "history": history}
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
