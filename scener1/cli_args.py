@@ -31,14 +31,19 @@ def open_scene_from_args(args: argparse.Namespace):
 
 def run_command(command: Callable[[], int | None], interrupted: str = "") -> int:
     """Run a command's body the way every ``scener1`` command ends: a :class:`~scener1.errors.ScenerError`
-    (bad input) becomes one ``scener1: error:`` line and exit code 2, Ctrl-C exit code 130 with
-    ``interrupted`` saying what was kept."""
+    (bad input) or a file-system error on a named path (an output folder that cannot be made) becomes one
+    ``scener1: error:`` line and exit code 2, Ctrl-C exit code 130 with ``interrupted`` saying what was kept."""
     from .errors import ScenerError
 
     try:
         return int(command() or 0)
     except ScenerError as exc:
         print(f"scener1: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+            raise
+        print(f"scener1: error: {exc.strerror or type(exc).__name__}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scener1: interrupted" + (f" ({interrupted})" if interrupted else ""), file=sys.stderr)

@@ -218,3 +218,21 @@ def test_eval_run_with_the_pipeline_predictor(tiny_model, synth_root, tmp_path):
             assert row["status"] in STATUSES and len(row["box_3d"]["size"]) == 3
     results = json.loads((out / "results.json").read_text())
     assert "synth/scanrefer" in json.dumps(results)
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, _, err = run_cli("demo", "--out", blocker / "out", "--no-render")
+    assert code == 2 and err.startswith("scener1: error:") and len(err.strip().splitlines()) == 1
+    assert str(blocker / "out") in err
+
+
+def test_os_errors_without_a_path_keep_their_traceback():
+    from scener1.cli_args import run_command
+
+    def broken():
+        raise OSError("no path involved")
+
+    with pytest.raises(OSError):
+        run_command(broken)
