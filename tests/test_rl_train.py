@@ -296,7 +296,8 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
     lease.pack({**config, "vision": vision}, work, tmp_path / "pack2")
     start = lease.start_model(tmp_path / "pack2", work / "init", tmp_path / "there_work")
     got = load_file(start / "model.safetensors")
-    assert all(torch.equal(got[k], weights[k] + 1.0) for k in tower)
+    assert all(torch.equal(got[k], (weights[k] + 1.0).to(torch.bfloat16).float()) for k in tower)
+    assert all(got[k].dtype == weights[k].dtype for k in weights)
     assert all(torch.equal(got[k], weights[k]) for k in weights if k not in tower)
     assert (start / "tokenizer.json").is_file()
 
