@@ -47,7 +47,8 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
     models = {"a": build_tiny_vlm(tmp_path / "a", "qwen3_vl", seed=1), "b": build_tiny_vlm(tmp_path / "b", "qwen3_vl",
                                                                                             seed=2)}
     settings = benchmark.HeldoutSettings(image_rows=3, temporal_rows=1, pipeline_queries=1, batch_size=4,
-                                         max_new_tokens=8, pipeline_overrides=("lifting.max_frames=4",))
+                                         max_new_tokens=8, pipeline_overrides=("lifting.max_frames=4",),
+                                         reliance_rows=2)
     report = benchmark.compare_models(models, [scene], settings, tmp_path / "eval", progress=False)
     assert set(report["results"]) == {"a", "b"} and report["counts"]["image rows"] == 3
     first = [json.loads(x) for x in (tmp_path / "eval" / "predictions_a.jsonl").read_text().splitlines()]
@@ -55,6 +56,8 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
     assert [p["query"] for p in first] == [p["query"] for p in second] and len(first) == 5
     assert first[-1]["task"] == "pipeline" and "iou" in first[-1]
     assert "| image/acc@0.5 | >= 0.5 |" in (tmp_path / "eval" / "report.md").read_text()
+    assert report["results"]["a"]["reliance/n"] == 2 and "| reliance/grey_pointing |" in (
+        tmp_path / "eval" / "report.md").read_text()
 
     monkeypatch.setattr(benchmark, "evaluate_model", lambda *a, **k: pytest.fail("a finished model was run again"))
     again = benchmark.compare_models(models, [scene], settings, tmp_path / "eval", progress=False)

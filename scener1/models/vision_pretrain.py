@@ -99,20 +99,22 @@ class DenseBatches:
 
     def batch(self, step: int, size: int) -> tuple[Any, list[Any]]:
         """Batch ``step``: items ``step * size`` onwards of a stream of per-epoch permutations."""
-        picked = []
+        picked, orders = [], {}
         for i in range(step * size, (step + 1) * size):
             epoch, offset = divmod(i, len(self.items))
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.items))
-            picked.append(self.items[int(order[offset])])
+            if epoch not in orders:  # a batch spans at most two epochs
+                orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.items))
+            picked.append(self.items[int(orders[epoch][offset])])
         flips = np.random.default_rng([self.seed, step, 1]).random(size) < 0.5 if self.flip else None
         return self.load(picked, flips)
 
     def load(self, picked: Sequence[tuple[int, int]], flips: Sequence[bool] | None = None) -> tuple[Any, list[Any]]:
+        from ..rl.datasets import mirror_image
         from ..rl.dense import cell_targets, mirror_targets, read_instance_map
 
         flips = [False] * len(picked) if flips is None else [bool(f) for f in flips]
         images = [self.frames.scene(str(self.truths[k].path)).frame(p).color for k, p in picked]
-        images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flips, strict=True)]
+        images = [mirror_image(im) if f else im for im, f in zip(images, flips, strict=True)]
         inputs = self.processor.image_processor(images=images, return_tensors="pt")
         patch = int(self.processor.image_processor.patch_size)
         cell = patch * int(self.processor.image_processor.merge_size)
@@ -136,15 +138,20 @@ def _target_tensors(targets: Sequence[Any]) -> tuple[Any, Any, Any]:
     return category, color, box
 
 
+def cell_features(model: Any, inputs: Any) -> Any:
+    """(tokens, hidden) merged vision features of a processed image batch: what the language model reads."""
+    visual = model.model.visual
+    pixels = inputs["pixel_values"].to(visual.dtype)
+    return visual(pixels, grid_thw=inputs["image_grid_thw"], return_dict=True).pooler_output
+
+
 def dense_losses(model: Any, heads: Any, inputs: Any, targets: Sequence[Any], config: VisionPretrainConfig
                  ) -> tuple[Any, dict[str, float]]:
     """The weighted loss of one batch and its parts (category / colour cross-entropy, box L1)."""
     import torch
     import torch.nn.functional as F
 
-    visual = model.model.visual
-    pixels = inputs["pixel_values"].to(visual.dtype)
-    features = visual(pixels, grid_thw=inputs["image_grid_thw"], return_dict=True).pooler_output
+    features = cell_features(model, inputs)
     category, color, box = _target_tensors(targets)
     if features.shape[0] != category.shape[0]:
         raise RuntimeError(f"{features.shape[0]} vision tokens for {category.shape[0]} cell targets")
@@ -172,9 +179,7 @@ def evaluate_dense(model: Any, heads: Any, batches: DenseBatches, frames: int, b
     with torch.no_grad():
         for start in range(0, len(picked), batch_size):
             inputs, targets = batches.load(picked[start : start + batch_size])
-            visual = model.model.visual
-            features = visual(inputs["pixel_values"].to(visual.dtype), grid_thw=inputs["image_grid_thw"],
-                              return_dict=True).pooler_output
+            features = cell_features(model, inputs)
             cat_logits, col_logits, box_pred = heads(features.float())
             category, color, box = _target_tensors(targets)
             on = category > 0

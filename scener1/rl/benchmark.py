@@ -164,9 +164,11 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
     report = evaluate_rows(vlm, rows, frames, max_new_tokens=settings.max_new_tokens, progress=progress)
     metrics = dict(report.metrics)
     metrics.update(snapped_metrics(rows, report.results, frames))
-    if settings.reliance_rows:
-        image = [r for r in rows if r["task"] == "image"][: settings.reliance_rows]
-        metrics.update(image_reliance(vlm, image, frames, max_new_tokens=settings.max_new_tokens, progress=progress))
+    if settings.reliance_rows:  # the first image rows, whose answers on the real frames are already in
+        image = [(r, a) for r, a in zip(rows, report.results, strict=True) if r["task"] == "image"]
+        image = image[: settings.reliance_rows]
+        metrics.update(image_reliance(vlm, [r for r, _ in image], frames, max_new_tokens=settings.max_new_tokens,
+                                      progress=progress, plain=[a for _, a in image]))
     frames.close()
     predictions = [r.to_dict() for r in report.results]
     if queries:

@@ -244,6 +244,11 @@ def mirror_box(box: Sequence[float], width: float) -> tuple[float, ...]:
     return (width - x2, y1, width - x1, y2)
 
 
+def mirror_image(image: np.ndarray) -> np.ndarray:
+    """An (H, W, ...) image mirrored left-right, contiguous (as the processors expect)."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
 def box_answer(think: str, box: Sequence[int], label: str) -> str:
     return f'<think>{think}</think><answer>{{"bbox_2d": [{box[0]}, {box[1]}, {box[2]}, {box[3]}], "label": "{label}"}}</answer>'
 
@@ -737,7 +742,7 @@ class FrameSource:
     def image(self, row: dict[str, Any]) -> np.ndarray:
         """The colour frame of an image row, (H, W, 3) uint8 RGB (mirrored left-right for a mirrored row)."""
         color = self.scene(row["scene"]).frame(int(row["positions"][0])).color
-        return np.ascontiguousarray(color[:, ::-1]) if row.get("mirrored") else color
+        return mirror_image(color) if row.get("mirrored") else color
 
     def clip(self, row: dict[str, Any]) -> Any:
         """The video of a temporal or VQA row (a :class:`scener1.models.VideoClip`)."""

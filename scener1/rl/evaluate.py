@@ -141,9 +141,11 @@ class AlteredFrames:
         self.frames, self.mode = frames, mode
 
     def image(self, row: Mapping[str, Any]) -> np.ndarray:
+        from .datasets import mirror_image
+
         image = self.frames.image(row)
         if self.mode == "mirror":
-            return np.ascontiguousarray(image[:, ::-1])
+            return mirror_image(image)
         return np.full_like(image, 128)
 
     def __getattr__(self, name: str) -> Any:
@@ -158,7 +160,8 @@ def mirrored_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def image_reliance(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, max_new_tokens: int = 96,
-                   batch_size: int | None = None, progress: bool = True) -> dict[str, float]:
+                   batch_size: int | None = None, progress: bool = True,
+                   plain: Sequence[RowResult] | None = None) -> dict[str, float]:
     """Does the model's box come from the picture? Image rows answered three times: as they are, on the
     frame mirrored left-right, and on a flat grey frame.
 
@@ -168,12 +171,17 @@ def image_reliance(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, 
     - ``reliance/mirror_follow``: correlation of the box centre's x with the mirrored frame's centre x,
       mirrored back: near +1 when boxes move with the objects, near -1 when they stay where they were;
     - ``reliance/grey_pointing``: pointing with no picture at all, what the query and the prior alone reach.
+
+    ``plain``: the rows' answers on the frames as they are, when already scored (one per image row, in order).
     """
     image = [dict(r) for r in rows if r["task"] == "image"]
     if not image:
         return {}
     kwargs = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    plain = evaluate_rows(vlm, image, frames, **kwargs).results
+    if plain is None:
+        plain = evaluate_rows(vlm, image, frames, **kwargs).results
+    elif len(plain) != len(image):
+        raise ValueError(f"{len(plain)} plain answers for {len(image)} image rows")
     mirrored = evaluate_rows(vlm, [mirrored_row(r) for r in image], AlteredFrames(frames, "mirror"), **kwargs).results
     grey = evaluate_rows(vlm, image, AlteredFrames(frames, "grey"), **kwargs).results
     xs = [(0.5 * (a.prediction[0] + a.prediction[2]),
