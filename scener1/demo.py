@@ -19,7 +19,9 @@ from .config import CONFIG_DIR
 REPO = CONFIG_DIR.parent
 DEMO_SCENE = REPO / "assets" / "demo_scene"
 DEMO_MODEL = REPO / "assets" / "models" / "scene-r1-tiny"
-DEMO_QUERIES = ("the brown sofa", "the chair closest to the table", "the lamp")
+# each names one object of the demo scene (the last two are its own ScanRefer-style descriptions), so that the
+# demo can say how close each answer came
+DEMO_QUERIES = ("the brown sofa", "the green chair nearest to the window.", "the yellow lamp")
 
 
 def _say(text: str = "") -> None:
@@ -51,12 +53,20 @@ def demo_objects(gt_dir: Path, size: tuple[int, int], count: int = 3) -> list[di
     return chosen
 
 
-def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str, Any]:
-    """Run the demo, print what each step found, and return (and write) a summary."""
+def truth_box(obj: dict[str, Any]) -> Any:
+    """The ground-truth axis-aligned box of an ``objects.json`` entry, as a :class:`~scener1.lifting.Box3D`."""
     import numpy as np
 
+    from .lifting import Box3D
+
+    return Box3D.from_min_max(np.array(obj["aabb"]["min"]), np.array(obj["aabb"]["max"]))
+
+
+def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str, Any]:
+    """Run the demo, print what each step found, and return (and write) a summary."""
+
     from .data import open_scene
-    from .lifting import Box3D, aabb_iou, lift, write_ply
+    from .lifting import aabb_iou, lift, write_ply
     from .pipeline import write_scene_cloud
     from .synth import ensure_demo_scene
 
@@ -78,8 +88,7 @@ def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str,
         _say("[3/5] lifting objects from a 2D box on one frame to 3D (geometric tracker, no weights needed)")
         for obj in demo_objects(DEMO_SCENE / "gt", scene.color_intrinsics.size):
             res = lift(scene, obj["frame"], obj["bbox"])
-            truth = Box3D.from_min_max(np.array(obj["aabb"]["min"]), np.array(obj["aabb"]["max"]))
-            iou = aabb_iou(res.box_3d, truth) if res.box_3d is not None else 0.0
+            iou = aabb_iou(res.box_3d, truth_box(obj)) if res.box_3d is not None else 0.0
             obj_dir = out / f"object_{obj['object_id']:02d}_{obj['category']}"
             obj_dir.mkdir(exist_ok=True)
             (obj_dir / "result.json").write_text(json.dumps(res.to_json(), indent=2))
@@ -111,6 +120,7 @@ def _ground_queries(scene, out: Path) -> list[dict[str, Any]]:
         _say(f"      (no embedded grounding model at {DEMO_MODEL}: language queries skipped; "
              "run `scener1 ground --model DIR` with Qwen2.5-VL / Qwen3-VL weights)")
         return []
+    from .lifting import aabb_iou
     from .pipeline import Pipeline, write_result
 
     _say(f"      grounding {len(DEMO_QUERIES)} queries with {DEMO_MODEL.name}")
@@ -119,9 +129,33 @@ def _ground_queries(scene, out: Path) -> list[dict[str, Any]]:
     for k, result in enumerate(pipe.ground_many(scene, list(DEMO_QUERIES))):
         d = write_result(result, scene, out / f"query_{k}")
         j = result.to_json()
-        _say(f"      '{j['query']}': {j['status']}, frame {j['frame']}, box {j['box_2d']}")
-        rows.append({"query": j["query"], "status": j["status"], "dir": str(d)})
+        row = {"query": j["query"], "status": j["status"], "dir": str(d), "object_id": None, "iou": None}
+        truth = described_object(DEMO_SCENE / "gt", DEMO_QUERIES[k])
+        check = ""
+        if truth is not None:
+            box = result.lifted.box_3d if result.lifted is not None else None
+            iou = aabb_iou(box, truth_box(truth)) if box is not None else 0.0
+            row.update(object_id=truth["object_id"], iou=round(float(iou), 3))
+            check = f"; 3D IoU with the described {truth['color']} {truth['category']}: {iou:.2f}"
+        _say(f"      '{j['query']}': {j['status']}, window {j['window']} s, frame {j['frame']}, box {j['box_2d']}{check}")
+        rows.append(row)
     return rows
+
+
+def described_object(gt_dir: Path, query: str) -> dict[str, Any] | None:
+    """The ground-truth object ``query`` describes: one of the scene's ScanRefer descriptions word for word,
+    or "the <colour> <category>" of the only object with that colour and category; ``None`` otherwise."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().strip().rstrip(".").split())
+
+    objects = json.loads((gt_dir / "objects.json").read_text())["objects"]
+    by_id = {o["object_id"]: o for o in objects}
+    refs = gt_dir / "scanrefer.json"
+    for d in json.loads(refs.read_text()) if refs.is_file() else []:
+        if norm(d["description"]) == norm(query) and int(d["object_id"]) in by_id:
+            return by_id[int(d["object_id"])]
+    named = [o for o in objects if norm(f"the {o['color']} {o['category']}") == norm(query)]
+    return named[0] if len(named) == 1 else None
 
 
 def demo_question(gt_dir: Path) -> tuple[str, int]:

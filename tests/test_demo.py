@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from scener1.demo import DEMO_MODEL, demo_objects, demo_question, run_demo
+from scener1.demo import (
+    DEMO_MODEL,
+    DEMO_QUERIES,
+    DEMO_SCENE,
+    demo_objects,
+    demo_question,
+    described_object,
+    run_demo,
+)
 
 
 @pytest.mark.slow
@@ -20,6 +28,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     vqa = summary["vqa"]
     assert vqa["grounder"] == ("pipeline" if (DEMO_MODEL / "config.json").is_file() else "oracle")
     assert (tmp_path / "demo" / "vqa.json").is_file() and vqa["question"] in printed
+    if summary["queries"]:  # a shipped model: every query is checked against the object it describes
+        assert [q["query"] for q in summary["queries"]] == list(DEMO_QUERIES)
+        assert all(q["object_id"] is not None and 0 <= q["iou"] <= 1 for q in summary["queries"])
+        assert "3D IoU with the described" in printed
     if vqa["grounder"] == "oracle":  # ground-truth 2D prompts: the lifted, de-duplicated count must be right
         assert int(vqa["answer"]) == vqa["truth"], vqa
 
@@ -46,3 +58,25 @@ def test_demo_objects_prefer_whole_views(tmp_path):
     ]}))
     chosen = demo_objects(gt, (100, 80))
     assert [(o["object_id"], o["frame"]) for o in chosen] == [(0, 1), (2, 0)]  # one sofa only, whole view
+
+
+def test_described_object_reads_descriptions_and_unique_names(tmp_path):
+    (tmp_path / "objects.json").write_text(json.dumps({"objects": [
+        {"object_id": 0, "category": "chair", "color": "red"},
+        {"object_id": 1, "category": "chair", "color": "red"},
+        {"object_id": 2, "category": "lamp", "color": "blue"},
+    ]}))
+    (tmp_path / "scanrefer.json").write_text(json.dumps([
+        {"object_id": "1", "description": "the red chair next to the lamp."}]))
+    assert described_object(tmp_path, "The red chair  next to the lamp")["object_id"] == 1
+    assert described_object(tmp_path, "the blue lamp")["object_id"] == 2
+    assert described_object(tmp_path, "the red chair") is None  # two of them: no single truth
+    assert described_object(tmp_path, "the sofa") is None
+
+
+def test_demo_queries_each_name_one_object_of_the_demo_scene():
+    from scener1.synth import ensure_demo_scene
+
+    ensure_demo_scene(DEMO_SCENE)
+    found = [described_object(DEMO_SCENE / "gt", q) for q in DEMO_QUERIES]
+    assert all(found) and len({o["object_id"] for o in found}) == len(DEMO_QUERIES)
