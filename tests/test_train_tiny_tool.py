@@ -22,7 +22,7 @@ TOY = {
                "val": {"seed": 12, "count": 1, "frames": 12, "fps": 6.0},
                "heldout": {"seed": 13, "count": 1, "frames": 12, "fps": 6.0}},
     "vision": {"steps": 2, "batch_size": 2, "frame_stride": 4, "save_every": 1, "log_every": 1, "eval_frames": 2,
-               "precision": "fp32"},
+               "precision": "fp32", "video_share": 0.5},
     "data": {"tasks": ["image", "temporal"], "image": {"frame_stride": 4}, "temporal": {"min_shown": 1},
              "eval_image_rows": 1, "eval_temporal_rows": 1},
     "sft": {"total_rows": 8, "batch_size": 2, "save_steps": 2, "eval_every": 0, "logging_steps": 1,
@@ -51,7 +51,7 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
     report = summary["heldout"]["results"]["sft+grpo"]
     assert report["image/n"] == 2 and report["temporal/n"] == 1 and "3d/acc@0.25" in report
     vision = json.loads((work / "vision" / "vision_pretrain.json").read_text())
-    assert vision["done"] and "dense/object" in vision["metrics"]
+    assert vision["done"] and {"dense/object", "dense_video/object"} <= set(vision["metrics"])
     assert json.loads((work / "sft" / "stage_config.json").read_text())["model"] == str(work / "vision")
     grpo_state = json.loads(next((work / "grpo").glob("checkpoint-*/trainer_state.json")).read_text())
     assert any("rewards/temporal_iou_reward/mean" in e for e in grpo_state["log_history"])

@@ -69,7 +69,8 @@ def test_pretraining_teaches_the_tower_and_resumes_after_a_kill(tmp_path, monkey
                        vision_hidden_size=32, vision_depth=2, vision_heads=2, max_integer=300, seed=2)
     init = build_scene_r1_tiny(tmp_path / "init", spec)
     config = vp.VisionPretrainConfig(steps=60, batch_size=4, learning_rate=1e-2, warmup_steps=2, frame_stride=1,
-                                     log_every=5, save_every=5, eval_frames=4, precision="fp32", flip=True)
+                                     log_every=5, save_every=5, eval_frames=4, precision="fp32", flip=True,
+                                     video_share=0.5)
 
     real_batch, calls = vp.DenseBatches.batch, []
 
@@ -94,6 +95,7 @@ def test_pretraining_teaches_the_tower_and_resumes_after_a_kill(tmp_path, monkey
     assert summary["history"][-1]["category"] < 0.5 * summary["history"][0]["category"]
     # measured on the training frames: the tower tells colours and (less well) categories apart
     assert summary["metrics"]["dense/color"] >= 0.7 and summary["metrics"]["dense/object"] > 0.15
+    assert summary["metrics"]["dense_video/color"] >= 0.6  # and reads the same frames as videos
     assert not (out / vp.STATE_FILE).exists()
 
     before, after = load_file(init / "model.safetensors"), load_file(out / "model.safetensors")
@@ -105,3 +107,34 @@ def test_pretraining_teaches_the_tower_and_resumes_after_a_kill(tmp_path, monkey
 
     with pytest.raises(ConfigError):
         vp.VisionPretrainConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="video_share"):
+        vp.VisionPretrainConfig(video_share=1.5)
+
+
+def test_video_pairs_are_the_pixels_the_temporal_stage_gives_the_tower(tmp_path):
+    """A batch's two-frame videos are processed exactly as the first frame pair of the temporal stage's
+    video (same size, same normalisation), and their cell targets have that size."""
+    import torch
+
+    from scener1.models import load_vlm
+    from scener1.models import vision_pretrain as vp
+    from scener1.models.scene_r1_tiny import TinyVLMSpec, build_scene_r1_tiny
+    from scener1.synth import generate_scene
+
+    scene = generate_scene(tmp_path / "scenes", seed=6, frames=12, size=(160, 120), fps=4.0)
+    spec = TinyVLMSpec(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,
+                       vision_hidden_size=32, vision_depth=1, vision_heads=2, max_integer=300,
+                       video_max_pixels=6 * 64 * 64)  # six frames of 64 x 64 (160 x 120 shrinks to 64 x 48)
+    vlm = load_vlm(build_scene_r1_tiny(tmp_path / "init", spec))
+    batches = vp.DenseBatches([scene], vlm.processor, 1, 0.2, 0, video_share=1.0, video_frames=6, video_gap_s=0.5)
+    clip = np.stack([batches.frames.scene(str(scene)).frame(p).color for p in range(0, 12, 2)])  # 2 fps, as sampled
+    video = vlm.processor.video_processor(videos=[clip], do_sample_frames=False, return_tensors="pt",
+                                          cap_pixels_per_frame=False)
+    assert batches.batch(0, 4)[0].images is None  # video_share 1: the whole batch is videos
+    inputs, targets = batches.load([], videos=[(0, 0)])
+    _, gh, gw = inputs.videos["video_grid_thw"][0].tolist()
+    assert video["video_grid_thw"][0].tolist() == [3, gh, gw]
+    n = inputs.videos["pixel_values_videos"].shape[0]
+    assert torch.allclose(video["pixel_values_videos"][:n], inputs.videos["pixel_values_videos"], atol=1e-5)
+    assert targets[0].category.shape == (gh // 2, gw // 2)
+    assert vp.cell_features(vlm.model, inputs).shape[0] == (gh // 2) * (gw // 2)
