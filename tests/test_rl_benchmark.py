@@ -37,6 +37,20 @@ def test_scores_by_hand():
     assert metrics["image/format"] == pytest.approx(3 / 4)
 
 
+def test_blind_baseline_answers_the_whole_frame_and_the_whole_video():
+    from scener1.rl.benchmark import blind_metrics, markdown_report
+
+    big = {**IMAGE_ROW, "box": [0.0, 0.0, 320.0, 200.0]}  # covers 5/6 of the frame, and its centre
+    metrics = blind_metrics([IMAGE_ROW, big, TEMPORAL_ROW, {"task": "vqa"}])
+    # the whole frame [0, 0, 320, 240]: IoU 19200 / 76800 with the lamp, 64000 / 76800 with the big box
+    assert metrics["image/n"] == 2 and metrics["image/miou"] == pytest.approx((0.25 + 64000 / 76800) / 2)
+    assert metrics["image/pointing"] == pytest.approx(1.0)  # the frame's centre lies in both
+    assert metrics["image/acc@0.5"] == pytest.approx(0.5)
+    assert metrics["temporal/miou"] == pytest.approx(0.2)  # [0, 10] s against [2, 4] s
+    table = markdown_report({"m": {"temporal/miou": 0.3}}, {"scenes": 1}, {"blind": metrics})
+    assert "| metric | target | m | *blind* |" in table and "| temporal/miou | >= 0.5 | 0.300 | 0.200 |" in table
+
+
 @pytest.mark.slow
 def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monkeypatch):
     from scener1.models.tiny import build_tiny_vlm
@@ -51,6 +65,7 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
                                          reliance_rows=2)
     report = benchmark.compare_models(models, [scene], settings, tmp_path / "eval", progress=False)
     assert set(report["results"]) == {"a", "b"} and report["counts"]["image rows"] == 3
+    assert report["baselines"]["blind"]["image/n"] == 3 and "*blind*" in (tmp_path / "eval" / "report.md").read_text()
     first = [json.loads(x) for x in (tmp_path / "eval" / "predictions_a.jsonl").read_text().splitlines()]
     second = [json.loads(x) for x in (tmp_path / "eval" / "predictions_b.jsonl").read_text().splitlines()]
     assert [p["query"] for p in first] == [p["query"] for p in second] and len(first) == 5

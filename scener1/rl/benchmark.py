@@ -178,7 +178,23 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
     return metrics, predictions
 
 
-def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[str, int]) -> str:
+def blind_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """What answers that never look at the frames score on the same rows: the whole frame as every box, the
+    whole video shown as every span. A model that does not beat these is not reading the pictures."""
+    from .datasets import box_answer, span_answer
+    from .evaluate import score_image_answer, score_temporal_answer, summarise
+
+    whole_frame = box_answer("", [0, 0, 1000, 1000], "object")  # 0-1000 of the frame: no model size needed
+    results = [score_image_answer(whole_frame, r, None, "normalized_1000") if r["task"] == "image"
+               else score_temporal_answer(span_answer("", (0.0, float(r["duration"]))), r)
+               for r in rows if r["task"] in ("image", "temporal")]
+    return summarise(results)
+
+
+def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[str, int],
+                    baselines: Mapping[str, Mapping[str, float]] | None = None) -> str:
+    """The report table: one column per model, then the baselines' columns (named in italics)."""
+    results = {**results, **{f"*{k}*": v for k, v in (baselines or {}).items()}}
     names = list(results)
     lines = ["| metric | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     shown = HEADLINE + tuple(m for m in RELIANCE if any(m in results[n] for n in names))
@@ -220,8 +236,10 @@ def compare_models(models: Mapping[str, str | Path], scenes: Sequence[str | Path
     counts = {"image rows": sum(r["task"] == "image" for r in rows),
               "temporal rows": sum(r["task"] == "temporal" for r in rows),
               "pipeline queries": len(queries), "scenes": len(scenes)}
+    baselines = {"blind": blind_metrics(rows)}
     report = {"settings": asdict(settings), "scenes": [Path(s).name for s in scenes], "counts": counts,
-              "models": {k: str(v) for k, v in models.items()}, "results": results, "targets": TARGETS}
+              "models": {k: str(v) for k, v in models.items()}, "results": results, "baselines": baselines,
+              "targets": TARGETS}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(markdown_report(results, counts))
+    (out / "report.md").write_text(markdown_report(results, counts, baselines))
     return report
