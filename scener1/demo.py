@@ -124,6 +124,9 @@ def _ground_queries(scene, out: Path) -> list[dict[str, Any]]:
     from .pipeline import Pipeline, write_result
 
     _say(f"      grounding {len(DEMO_QUERIES)} queries with {DEMO_MODEL.name}")
+    line = heldout_line(DEMO_MODEL)
+    if line:
+        _say(f"      ({line}; docs/training.md)")
     pipe = Pipeline.from_config(None, [f"model.path={DEMO_MODEL}"])
     rows = []
     for k, result in enumerate(pipe.ground_many(scene, list(DEMO_QUERIES))):
@@ -156,6 +159,21 @@ def described_object(gt_dir: Path, query: str) -> dict[str, Any] | None:
             return by_id[int(d["object_id"])]
     named = [o for o in objects if norm(f"the {o['color']} {o['category']}") == norm(query)]
     return named[0] if len(named) == 1 else None
+
+
+def heldout_line(model_dir: Path) -> str | None:
+    """What the shipped model scored on the held-out scenes it was evaluated on (its
+    ``training_summary.json``), so the demo's answers come with how far to trust them."""
+    path = model_dir / "training_summary.json"
+    try:
+        report = json.loads(path.read_text())["heldout"]
+        name = "sft+grpo" if "sft+grpo" in report["results"] else next(iter(report["results"]))
+        got, targets = report["results"][name], report["targets"]
+    except (OSError, ValueError, KeyError, StopIteration):
+        return None
+    shown = [("image Acc@0.5", "image/acc@0.5"), ("temporal mean IoU", "temporal/miou"), ("3D Acc@0.25", "3d/acc@0.25")]
+    parts = [f"{label} {got[key]:.2f} (target {targets[key]:g})" for label, key in shown if key in got and key in targets]
+    return f"held-out scores of this model: {', '.join(parts)}" if parts else None
 
 
 def demo_question(gt_dir: Path) -> tuple[str, int]:

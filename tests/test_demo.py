@@ -9,6 +9,7 @@ from scener1.demo import (
     demo_objects,
     demo_question,
     described_object,
+    heldout_line,
     run_demo,
 )
 
@@ -80,3 +81,14 @@ def test_demo_queries_each_name_one_object_of_the_demo_scene():
     ensure_demo_scene(DEMO_SCENE)
     found = [described_object(DEMO_SCENE / "gt", q) for q in DEMO_QUERIES]
     assert all(found) and len({o["object_id"] for o in found}) == len(DEMO_QUERIES)
+
+
+def test_heldout_line_reports_the_final_model_against_its_targets(tmp_path):
+    report = {"results": {"sft": {"image/acc@0.5": 0.1}, "sft+grpo": {"image/acc@0.5": 0.25, "3d/acc@0.25": 0.125}},
+              "targets": {"image/acc@0.5": 0.5, "3d/acc@0.25": 0.6}}
+    (tmp_path / "training_summary.json").write_text(json.dumps({"heldout": report}))
+    assert heldout_line(tmp_path) == ("held-out scores of this model: image Acc@0.5 0.25 (target 0.5), "
+                                      "3D Acc@0.25 0.12 (target 0.6)")
+    (tmp_path / "training_summary.json").write_text("{not json")
+    assert heldout_line(tmp_path) is None  # the demo goes on without the line
+    assert heldout_line(tmp_path / "missing") is None
