@@ -150,6 +150,16 @@ def test_missing_shard_and_pickle_weights_are_refused(tmp_path, tiny_dirs):
         load_vlm(pickled)
 
 
+def test_truncated_weights_are_one_line(tmp_path, tiny_dirs):
+    """A download or copy cut short: the safetensors header no longer matches the file."""
+    cut = _broken_copy(tiny_dirs["qwen3_vl"], tmp_path / "cut", [])
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ScenerError, match="cannot load the model in") as err:
+        load_vlm(cut)
+    assert "\n" not in str(err.value)
+
+
 def test_unsupported_architecture_is_named(tmp_path, tiny_dirs):
     other = shutil.copytree(tiny_dirs["qwen2_5_vl"], tmp_path / "llava")
     config = json.loads((other / "config.json").read_text())

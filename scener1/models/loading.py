@@ -186,6 +186,7 @@ def load_vlm(
     attn = choose_attention(dev, dt, attn_implementation)
 
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:
@@ -199,7 +200,7 @@ def load_vlm(
             attn_implementation=attn,
             device_map=None if dev == "cpu" else {"": dev},
         )
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as exc:  # the last: truncated weights
         raise ScenerError(f"cannot load the model in {path}: {_first_line(exc)}") from None
     net.eval()
     return VLM(net, processor, family, path=path, prompt_version=version, box_coordinates=box, batch_size=batch_size)
