@@ -216,6 +216,26 @@ def test_route_planning_turns_towards_each_next_waypoint():
     assert heads.answer(facts, route(door, ["A. Turn Right, Turn Left"])).value == ["turn right", "turn left"]
 
 
+def test_two_mentions_grounded_to_one_object_give_no_distance():
+    """A weak grounder can box the same object for both mentions: 0 m between them would be silent garbage."""
+    from scener1.errors import ConfigError
+    from scener1.vqa import GeometricHeads, HeadSettings, route
+
+    heads = GeometricHeads()
+    q = ("Measuring from the closest point of each object, what is the direct distance between the table and the "
+         "picture (in meters)?")
+    one = heads.answer(LayoutFacts({"table": (1, 1, 0), "picture": (1, 1, 0)}), route(q, []))
+    assert one.answer is None and "grounded to the same object" in one.reason
+    two = heads.answer(LayoutFacts({"table": (1, 1, 0), "picture": (3, 1, 0)}), route(q, []))
+    assert 1.7 < float(two.answer) < 1.9  # 2 m between centres, cubes of 0.2 m
+    q = "Measuring from the closest point of each object, which of these objects (lamp, sofa) is the closest to the bed?"
+    res = heads.answer(LayoutFacts({"bed": (0, 0, 0), "lamp": (0, 0, 0), "sofa": (2, 0, 0)}),
+                       route(q, ["A. lamp", "B. sofa"]))
+    assert res.answer == "B" and "lamp grounded to the bed itself" in res.computation["summary"]
+    with pytest.raises(ConfigError, match="same_object_iou"):
+        HeadSettings(same_object_iou=0.0)
+
+
 def test_appearance_order_picks_the_option_ordering_most_pairs_alike():
     from scener1.vqa import GeometricHeads, route
 

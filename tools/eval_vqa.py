@@ -8,8 +8,9 @@
 2. Runs each answer mode over every VSI-Bench-style item with ``scener1 eval``'s resumable runner:
    ``predictions_<mode>_<grounder>.jsonl`` (``predictions_vlm_video_only.jsonl``) keeps every finished item, so a killed run resumes where it stopped.
    ``geometry`` needs only a grounder (``oracle``: ground-truth 2D boxes lifted by the lifting stage; ``pipeline``:
-   the grounding model); ``vlm`` (the video-only comparison), ``vlm_facts`` and ``auto`` need ``--model`` (or the
-   embedded default model once it ships).
+   the grounding model); ``vlm`` (the video-only comparison), ``vlm_facts`` and ``auto`` need a VLM: ``--model`` or
+   the embedded Scene-R1-tiny. Its training scenes include seed 1000's first room (synth_s1000_000), so score a
+   trained model on other seeds, e.g. ``--seeds 1001-1010``.
 3. Scores each mode with the VSI-Bench metrics and checks the acceptance targets: numeric types MRA >= 0.7 (mean of
    the four numeric types), multiple-choice types accuracy >= 0.7 (mean of the types, relative-direction sub-types
    averaged first as VSI-Bench does). Writes ``results.json`` and ``results.md``.

@@ -42,6 +42,9 @@ class HeadSettings:
     room_max_depth: float = 6.0
     appearance_fps: float = 3.0  # first appearance: coarse pass at this rate, then frame by frame
     appearance_min_fraction: float = 0.001  # an object appears once it covers this share of the image (>= 20 px)
+    # two mentions whose instances overlap this much (3D IoU) were grounded to one object: a distance between
+    # them would be a silent 0 m, so that pair is not measured
+    same_object_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if self.size_from_views not in ("median", "min", "union"):
@@ -53,6 +56,8 @@ class HeadSettings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.room_frames < 1:
             raise ConfigError(f"room_frames must be >= 1, got {self.room_frames}")
+        if not 0 < self.same_object_iou <= 1:
+            raise ConfigError(f"same_object_iou must be in (0, 1], got {self.same_object_iou}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,15 +334,25 @@ class GeometricHeads:
                            "detections": g.detections, "lifts": len(g.lifts),
                            "summary": f"{n} distinct {m.category} instance(s) after merging overlapping lifts"}
 
+    def _same_object(self, ia: Instance, ib: Instance) -> bool:
+        from ..lifting import aabb_iou
+
+        return aabb_iou(ia.box_3d, ib.box_3d) >= self.settings.same_object_iou
+
     def _abs_distance(self, facts, rq, grounded):
         a, b = rq.roles["objects"]
         ga, gb = self._one(facts, a, grounded), self._one(facts, b, grounded)
         best = None
         for ia in ga.instances:  # "if there are several instances, measure to the closest"
             for ib in gb.instances:
+                if self._same_object(ia, ib):
+                    continue
                 d = geo.closest_distance(ia.cloud.points, ib.cloud.points)
                 if best is None or d.distance < best[0].distance:
                     best = (d, ia, ib)
+        if best is None:
+            raise ScenerError(f"the {a.category} and the {b.category} were grounded to the same object; "
+                              "no distance between them is measured")
         d, ia, ib = best
         return f"{d.distance:.2f}", d.distance, {
             "op": "closest_points_distance", "objects": [_name(ga, ia), _name(gb, ib)], "distance_m": round(d.distance, 4),
@@ -367,7 +382,7 @@ class GeometricHeads:
         choices = rq.roles["choices"]
         if not choices:
             raise ScenerError("the question lists no objects to choose from")
-        table = []
+        table, coincide = [], set()
         for m in choices:
             g = facts.ground(m, True)  # "if there are multiple instances of an object category, measure to the closest"
             grounded.append(g)
@@ -375,7 +390,10 @@ class GeometricHeads:
                 table.append((m, math.inf))
                 continue
             anchor = ref.main()
-            d = min(geo.closest_distance(anchor.cloud.points, i.cloud.points).distance for i in g.instances)
+            others = [i for i in g.instances if not self._same_object(anchor, i)]  # the reference itself is no answer
+            if not others:
+                coincide.add(m.text)
+            d = min((geo.closest_distance(anchor.cloud.points, i.cloud.points).distance for i in others), default=math.inf)
             table.append((m, d))
         finite = [t for t in table if math.isfinite(t[1])]
         if not finite:
@@ -386,7 +404,8 @@ class GeometricHeads:
             "op": f"{rq.extreme}_by_closest_points", "reference": rq.roles["reference"].category,
             "distances_m": {m.text: (round(d, 4) if math.isfinite(d) else None) for m, d in table},
             "summary": "distances between closest points: " + ", ".join(
-                f"{m.text} {d:.2f} m" if math.isfinite(d) else f"{m.text} not found" for m, d in table)}
+                f"{m.text} {d:.2f} m" if math.isfinite(d) else f"{m.text} grounded to the {ref.mention.category} itself"
+                if m.text in coincide else f"{m.text} not found" for m, d in table)}
 
     def _direction(self, facts, rq, grounded):
         level = rq.qtype.rsplit("_", 1)[-1]
