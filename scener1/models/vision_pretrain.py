@@ -112,13 +112,12 @@ class DenseBatches:
             raise ConfigError("vision pretraining: the scenes have no frames")
         self.processor, self.min_share, self.seed, self.flip = processor, min_share, seed, flip
         self.video_share, self.video_gap_s = video_share, video_gap_s
-        size = getattr(processor.video_processor, "size", None) or {}
-        budget = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
-        if video_share > 0 and not budget:
+        budget = dict(getattr(processor.video_processor, "size", None) or {})  # a SizeDict: total pixels of a video
+        if video_share > 0 and not budget.get("longest_edge"):
             raise ConfigError("vision pretraining: video_share needs a video processor with a pixel budget")
-        # a pair gets the pixels two of the temporal stage's frames get
-        self.video_size = {"shortest_edge": size.get("shortest_edge", 1) if isinstance(size, dict) else 1,
-                           "longest_edge": 2 * int(budget) // video_frames} if budget else None
+        # a pair gets the pixels (and the floor) two of the temporal stage's frames get
+        self.video_size = {k: 2 * int(budget[k]) // video_frames for k in ("shortest_edge", "longest_edge")
+                           if budget.get(k)} or None
         self.frames = FrameSource()
 
     def batch(self, step: int, size: int) -> tuple[Any, list[Any]]:
