@@ -64,7 +64,6 @@ def truth_box(obj: dict[str, Any]) -> Any:
 
 def run_demo(out: str | Path = "outputs/demo", render: bool = True) -> dict[str, Any]:
     """Run the demo, print what each step found, and return (and write) a summary."""
-
     from .data import open_scene
     from .lifting import aabb_iou, lift, write_ply
     from .pipeline import write_scene_cloud

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
-from .vlm import ChatRequest, VideoClip
+from .vlm import ChatRequest, video_kwargs
 
 
 def processor_image_size(processor: Any) -> Callable[[int, int], tuple[int, int]]:
@@ -42,16 +42,6 @@ def processor_image_size(processor: Any) -> Callable[[int, int], tuple[int, int]
     return size
 
 
-def _video_input(processor: Any, clip: VideoClip) -> tuple[np.ndarray, dict[str, Any]]:
-    # as VLM._video_input: clips shorter than one temporal patch repeat their last frame
-    frames, metadata = clip.frames, clip.metadata()
-    missing = int(getattr(processor.video_processor, "temporal_patch_size", 1) or 1) - len(frames)
-    if missing > 0:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
-        metadata["frames_indices"] = metadata["frames_indices"] + [metadata["frames_indices"][-1]] * missing
-    return frames, metadata
-
-
 def prompt_inputs(processor: Any, requests: Sequence[ChatRequest], padding_side: str = "left") -> Any:
     """Processor outputs (input ids, pixel values, grids) for the requests' prompts, as at inference."""
     texts = [processor.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
@@ -62,12 +52,7 @@ def prompt_inputs(processor: Any, requests: Sequence[ChatRequest], padding_side:
     if images:
         kwargs["images"] = images
     if videos:
-        pairs = [_video_input(processor, v) for v in videos]
-        kwargs["videos"] = [frames for frames, _ in pairs]
-        kwargs["video_metadata"] = [metadata for _, metadata in pairs]
-        kwargs["do_sample_frames"] = False
-        if hasattr(type(processor.video_processor), "cap_pixels_per_frame"):
-            kwargs["cap_pixels_per_frame"] = False
+        kwargs.update(video_kwargs(processor, videos))
     return processor(**kwargs)
 
 

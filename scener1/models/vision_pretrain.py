@@ -160,14 +160,14 @@ class DenseBatches:
             for (k, p), (_, gh, gw), f in zip(picked, inputs.images["image_grid_thw"].tolist(), flips, strict=True):
                 targets.append(self._targets(k, p, (gw * patch, gh * patch), f))
         if videos:
+            from .vlm import fixed_frame_options
+
             clips = []
             for (k, p), f in zip(videos, video_flips, strict=True):
                 later = min(p + max(round(self.video_gap_s * self.truths[k].fps), 1), len(self.truths[k].frames) - 1)
                 clips.append(np.stack([self._color(k, p, f), self._color(k, later, f)]))
-            extra = {"cap_pixels_per_frame": False} if hasattr(type(self.processor.video_processor),
-                                                               "cap_pixels_per_frame") else {}
-            inputs.videos = self.processor.video_processor(videos=clips, do_sample_frames=False, size=self.video_size,
-                                                           return_tensors="pt", **extra)
+            inputs.videos = self.processor.video_processor(videos=clips, size=self.video_size, return_tensors="pt",
+                                                           **fixed_frame_options(self.processor))
             for (k, p), (_, gh, gw), f in zip(videos, inputs.videos["video_grid_thw"].tolist(), video_flips, strict=True):
                 targets.append(self._targets(k, p, (gw * patch, gh * patch), f))
         return inputs, targets

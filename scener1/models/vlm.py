@@ -68,6 +68,31 @@ class VideoClip:
         }
 
 
+def fixed_frame_options(processor: Any) -> dict[str, Any]:
+    """Video processor options for frames the caller already chose, at known times, within its own pixel
+    budget (no frame sampling, no per-frame cap where the processor has one)."""
+    options: dict[str, Any] = {"do_sample_frames": False}
+    if hasattr(type(processor.video_processor), "cap_pixels_per_frame"):
+        options["cap_pixels_per_frame"] = False
+    return options
+
+
+def video_kwargs(processor: Any, clips: Sequence[VideoClip]) -> dict[str, Any]:
+    """Processor arguments for ``clips``: frames and metadata, clips shorter than one temporal patch
+    repeating their last frame (Qwen3-VL's resize refuses fewer frames than its temporal patch)."""
+    patch = int(getattr(processor.video_processor, "temporal_patch_size", 1) or 1)
+    videos, metadata = [], []
+    for clip in clips:
+        frames, meta = clip.frames, clip.metadata()
+        missing = patch - len(frames)
+        if missing > 0:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
+            meta["frames_indices"] = meta["frames_indices"] + [meta["frames_indices"][-1]] * missing
+        videos.append(frames)
+        metadata.append(meta)
+    return {"videos": videos, "video_metadata": metadata, **fixed_frame_options(processor)}
+
+
 def _count_media(messages: Sequence[Mapping[str, Any]], kind: str) -> int:
     count = 0
     for message in messages:
@@ -216,16 +241,6 @@ class VLM:
             self._image_size_cache[key] = (gw * self.patch_size, gh * self.patch_size)
         return self._image_size_cache[key]
 
-    def _video_input(self, clip: VideoClip) -> tuple[np.ndarray, dict[str, Any]]:
-        """Frames and metadata for the video processor; clips shorter than one temporal patch repeat their
-        last frame (Qwen3-VL's resize refuses fewer frames than its temporal patch)."""
-        frames, metadata = clip.frames, clip.metadata()
-        missing = int(getattr(self.processor.video_processor, "temporal_patch_size", 1) or 1) - len(frames)
-        if missing > 0:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
-            metadata["frames_indices"] = metadata["frames_indices"] + [metadata["frames_indices"][-1]] * missing
-        return frames, metadata
-
     def prepare(self, requests: Sequence[ChatRequest]) -> PreparedBatch:
         """Render the chat template, process images and videos and tokenise, left-padded."""
         import torch
@@ -240,12 +255,7 @@ class VLM:
         if images:
             kwargs["images"] = images
         if videos:
-            pairs = [self._video_input(v) for v in videos]
-            kwargs["videos"] = [frames for frames, _ in pairs]
-            kwargs["video_metadata"] = [metadata for _, metadata in pairs]
-            kwargs["do_sample_frames"] = False  # the frames were chosen by the caller, at known times
-            if hasattr(type(self.processor.video_processor), "cap_pixels_per_frame"):
-                kwargs["cap_pixels_per_frame"] = False  # the caller keeps its own pixel budget
+            kwargs.update(video_kwargs(self.processor, videos))
         inputs = self.processor(**kwargs)
 
         sizes: list[tuple[tuple[int, int], ...]] = []

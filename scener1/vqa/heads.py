@@ -382,6 +382,7 @@ class GeometricHeads:
         choices = rq.roles["choices"]
         if not choices:
             raise ScenerError("the question lists no objects to choose from")
+        anchor = ref.main()
         table, coincide = [], set()
         for m in choices:
             g = facts.ground(m, True)  # "if there are multiple instances of an object category, measure to the closest"
@@ -389,7 +390,6 @@ class GeometricHeads:
             if not g.found:
                 table.append((m, math.inf))
                 continue
-            anchor = ref.main()
             others = [i for i in g.instances if not self._same_object(anchor, i)]  # the reference itself is no answer
             if not others:
                 coincide.add(m.text)
