@@ -158,6 +158,10 @@ def test_settings_are_checked():
         ImageSettings(max_object_size=0)
     with pytest.raises(ConfigError):
         ImageSettings(centre_fraction=0)
+    with pytest.raises(ConfigError):
+        ImageSettings(video_candidates=-1)
+    with pytest.raises(ConfigError):
+        ImageSettings(video_weight=1.5)
 
 
 # --------------------------------------------------------------------------------------- recorded answers
@@ -197,6 +201,41 @@ def test_recorded_boxes_map_from_resized_pixels_and_agree_in_3d(scene, tiny):
     trace = json.loads(result.trace.to_json())
     assert trace["stage"] == "image" and len(trace["raw_output"]) == 4
     assert [c["chosen"] for c in trace["parsed"]["candidates"]] == [False, True, False, False]
+
+
+def test_frames_outside_the_span_outvote_a_span_that_misses(scene, tiny):
+    """A weak temporal stage: the span's one frame answers elsewhere, confidently; four frames from outside
+    the span agree on the object and win, discounted by video_weight; with video_weight 0 they cannot."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    base = tiny["qwen2_5_vl"]
+    span = np.r_[0:5, 9:N_FRAMES]  # everything but 5..8, the frames that see the target
+    W, H = scene.color_intrinsics.size
+    size = base.processor.image_processor.size
+    rh, rw = smart_resize(H, W, 28, size["shortest_edge"], size["longest_edge"])
+    target = wall_point(2 * np.pi * 6.5 / N_FRAMES)
+    answer = '<think>t</think><answer>{{"bbox_2d": {}, "label": "{}"}}</answer>'
+    recorded = [(answer.format(to_model((2.0, 2.0, 40.0, 40.0), (W, H), (rw, rh)), "span"), -0.01)]
+    recorded += [(answer.format(to_model(box_around(target, scene.frame(p), 24.0), (W, H), (rw, rh)), "video"), -0.3)
+                 for p in range(5, 9)]
+
+    settings = ImageSettings(num_candidates=1, video_candidates=4, video_weight=0.5)
+    result = ImageGrounder(RecordedVLM(base, recorded), settings).ground(scene, "the wall", span)
+    assert [c.in_span for c in result.candidates] == [True, False, False, False, False]
+    assert [c.position for c in result.candidates[1:]] == [5, 6, 7, 8]
+    assert result.label == "video" and 5 <= result.position <= 8 and result.agreement == 4
+    assert np.linalg.norm(np.array(result.point) - target) < 0.1
+    trace = json.loads(result.trace.to_json())
+    assert trace["inputs"]["video_candidates"] == 4
+    assert [c["in_span"] for c in trace["parsed"]["candidates"]] == [True, False, False, False, False]
+
+    muted = ImageSettings(num_candidates=1, video_candidates=4, video_weight=0.0)
+    result = ImageGrounder(RecordedVLM(base, recorded), muted).ground(scene, "the wall", span)
+    assert result.label == "span" and result.position in span
+
+    # a span over the whole video leaves no frame outside it
+    whole = ImageGrounder(RecordedVLM(base, recorded[:1]), settings).ground(scene, "the wall", np.arange(N_FRAMES))
+    assert len(whole.candidates) == 1 and whole.candidates[0].in_span
 
 
 def test_recorded_normalised_boxes_and_shrunk_frames_map_to_original(scene, tiny):

@@ -29,9 +29,15 @@ class ImageSettings:
     ``agreement_margin`` of its size and the points lie within ``max_object_size`` metres (see
     :func:`agreement_matrix`); ``centre_fraction`` is the share of a box's width and height, around its
     centre, whose depth is lifted (the rim of a box is mostly background).
+
+    ``video_candidates`` more frames, spread over the video outside the temporal span, join the vote with
+    their confidence scaled by ``video_weight``: a span that misses the object (a weak temporal stage) can
+    then be outvoted by frames that show it, while a span that holds it still counts for more.
     """
 
     num_candidates: int = 4
+    video_candidates: int = 0
+    video_weight: float = 0.5
     image_max_pixels: int = 1280 * 28 * 28
     agreement_margin: float = 0.1
     max_object_size: float = 2.0
@@ -47,6 +53,10 @@ class ImageSettings:
     def __post_init__(self) -> None:
         if self.num_candidates < 1:
             raise ConfigError(f"num_candidates must be >= 1, got {self.num_candidates}")
+        if self.video_candidates < 0:
+            raise ConfigError(f"video_candidates must be >= 0, got {self.video_candidates}")
+        if not (math.isfinite(self.video_weight) and 0 <= self.video_weight <= 1):
+            raise ConfigError(f"video_weight must be in [0, 1], got {self.video_weight}")
         if self.image_max_pixels < 64:
             raise ConfigError("image_max_pixels must be at least 64")
         if not (math.isfinite(self.agreement_margin) and self.agreement_margin >= 0):
@@ -206,6 +216,7 @@ class ImageCandidate:
     agrees: bool = False
     chosen: bool = False
     snap: dict[str, Any] | None = None  # what box snapping did (None when it was off or had no box)
+    in_span: bool = True  # False for the frames taken from outside the temporal span (video_candidates)
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
@@ -278,6 +289,7 @@ def candidate_summary(c: ImageCandidate) -> dict[str, Any]:
             "agrees": c.agrees,
             "chosen": c.chosen,
             "snap": c.snap,
+            "in_span": c.in_span,
         }
     )
 
@@ -294,7 +306,8 @@ def decide(
     """Choose among lifted candidates (or fall back to a whole frame) and assemble result and trace."""
     usable = np.array([c.box is not None for c in candidates], dtype=bool)
     points = np.array([c.point if c.point is not None else (np.nan,) * 3 for c in candidates], dtype=np.float64)
-    conf = np.array([c.confidence for c in candidates], dtype=np.float64)
+    # frames outside the span vote at a discount (ImageSettings.video_weight)
+    conf = np.array([c.confidence * (1.0 if c.in_span else settings.video_weight) for c in candidates])
     agree = agreement_matrix(
         points, [c.box for c in candidates], [f.color_intrinsics for f in frames], np.stack([f.pose for f in frames]),
         settings.agreement_margin, settings.max_object_size,

@@ -40,14 +40,19 @@ class ImageGrounder:
         """Ground ``query`` on frames chosen among scene ``positions`` (the temporal stage's span)."""
         return self.ground_many(scene, [(query, positions)])[0]
 
-    def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame]) -> list[tuple[Frame, bool]]:
-        """Candidate frames spread over ``positions``, preferring valid poses, then usable depth.
+    def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame],
+                      count: int | None = None) -> list[tuple[Frame, bool]]:
+        """``count`` (default ``num_candidates``) candidate frames spread over ``positions``, preferring valid
+        poses, then usable depth.
 
         Twice as many frames as needed are decoded so that frames with missing depth can be passed over.
         Returns (frame, depth_ok) pairs in recording order.
         """
         s = self.settings
-        pool = spread(positions, 2 * s.num_candidates, scene.valid_poses[positions])
+        count = s.num_candidates if count is None else count
+        if count <= 0 or len(positions) == 0:
+            return []
+        pool = spread(positions, 2 * count, scene.valid_poses[positions])
         for p in pool:
             if int(p) not in cache:
                 cache[int(p)] = scene.frame(int(p))
@@ -56,8 +61,14 @@ class ImageGrounder:
             [f.pose_valid and depth_valid_fraction(f.depth, s.min_depth, s.max_depth) >= s.min_depth_fraction
              for f in frames]
         )  # fmt: skip
-        keep = spread(np.arange(len(frames)), s.num_candidates, depth_ok)
+        keep = spread(np.arange(len(frames)), count, depth_ok)
         return [(frames[i], bool(depth_ok[i])) for i in keep]
+
+    def outside_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame]) -> list[tuple[Frame, bool]]:
+        """``video_candidates`` frames spread over the video outside the span ``positions`` (none when the
+        span covers the whole video)."""
+        outside = np.setdiff1d(np.arange(len(scene)), positions)
+        return self.select_frames(scene, outside, cache, self.settings.video_candidates)
 
     def ground_many(self, scene: Scene, items: Sequence[tuple[str, Sequence[int] | np.ndarray]]) -> list[ImageResult]:
         """Ground several (query, positions) pairs in one batch of model calls, decoding each frame once."""
@@ -73,11 +84,14 @@ class ImageGrounder:
             if positions.min() < 0 or positions.max() >= len(scene):
                 raise ConfigError(f"frame positions must lie in 0..{len(scene) - 1}")
             messages = image_messages(query, self.vlm.box_coordinates, self.vlm.prompt_version)
-            jobs.append((query, positions, messages, self.select_frames(scene, positions, cache)))
+            inside = self.select_frames(scene, positions, cache)
+            outside = self.outside_frames(scene, positions, cache)
+            frames = [(f, ok, True) for f, ok in inside] + [(f, ok, False) for f, ok in outside]
+            jobs.append((query, positions, messages, frames))
         requests = [
             ChatRequest(messages, images=(shrink_to_pixels(frame.color, s.image_max_pixels),))
             for _, _, messages, frames in jobs
-            for frame, _ in frames
+            for frame, _, _ in frames
         ]
         answers = iter(self.vlm.generate(requests, s.generation, output_scores=True))
         seconds = (time.perf_counter() - start) / max(len(jobs), 1)  # the batch's time, shared out
@@ -85,7 +99,7 @@ class ImageGrounder:
         results = []
         for query, positions, messages, frames in jobs:
             candidates = []
-            for frame, depth_ok in frames:
+            for frame, depth_ok, in_span in frames:
                 answer = next(answers)
                 height, width = frame.color.shape[:2]
                 geometry = BoxGeometry(self.vlm.box_coordinates, answer.image_sizes[0], (width, height))
@@ -114,6 +128,7 @@ class ImageGrounder:
                         depth_ok=depth_ok,
                         point=point,
                         snap=snap,
+                        in_span=in_span,
                     )
                 )
             inputs = {
@@ -121,10 +136,11 @@ class ImageGrounder:
                 "scene": str(scene.path),
                 "span_positions": [int(positions[0]), int(positions[-1])],
                 "num_span_positions": len(positions),
-                "candidate_frames": [f.index for f, _ in frames],
+                "candidate_frames": [f.index for f, _, _ in frames],
+                "video_candidates": sum(not in_span for _, _, in_span in frames),
                 "box_coordinates": self.vlm.box_coordinates,
                 "prompt_version": self.vlm.prompt_version,
                 "batched_queries": len(jobs),
             }
-            results.append(decide(query, candidates, [f for f, _ in frames], s, prompt_text(messages), seconds, inputs))
+            results.append(decide(query, candidates, [f for f, _, _ in frames], s, prompt_text(messages), seconds, inputs))
         return results
