@@ -51,6 +51,18 @@ def test_blind_baseline_answers_the_whole_frame_and_the_whole_video():
     assert "| metric | target | m | *blind* |" in table and "| temporal/miou | >= 0.5 | 0.300 | 0.200 |" in table
 
 
+def test_chosen_frame_check_says_where_a_query_was_lost():
+    from scener1.rl.benchmark import chosen_frame_check
+    from scener1.rl.datasets import Visible
+
+    views = (Visible(3, 500, (10, 20, 50, 60)), Visible(7, 90, (100, 0, 120, 30)))
+    assert chosen_frame_check(views, 3, (20.0, 30.0, 40.0, 50.0)) == (True, True)  # centre (30, 40)
+    assert chosen_frame_check(views, 3, (100.0, 0.0, 120.0, 30.0)) == (True, False)  # boxed object 7 instead
+    assert chosen_frame_check(views, 3, (0.0, 0.0, 100.0, 120.0)) == (True, False)  # centre (50, 60): edges exclusive
+    assert chosen_frame_check(views, 5, (20.0, 30.0, 40.0, 50.0)) == (False, False)  # not on this frame
+    assert chosen_frame_check(views, 3, None) == (True, False)  # no box of its own (whole-frame fallback)
+
+
 @pytest.mark.slow
 def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monkeypatch):
     from scener1.models.tiny import build_tiny_vlm
@@ -70,6 +82,9 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
     second = [json.loads(x) for x in (tmp_path / "eval" / "predictions_b.jsonl").read_text().splitlines()]
     assert [p["query"] for p in first] == [p["query"] for p in second] and len(first) == 5
     assert first[-1]["task"] == "pipeline" and "iou" in first[-1]
+    # a generated scene has per-frame truth: the pipeline's chosen frame is checked against it
+    assert isinstance(first[-1]["target_seen"], bool) and isinstance(first[-1]["pointing"], bool)
+    assert report["results"]["a"]["3d/target_seen"] == float(first[-1]["target_seen"])
     assert "| image/acc@0.5 | >= 0.5 |" in (tmp_path / "eval" / "report.md").read_text()
     assert report["results"]["a"]["reliance/n"] == 2 and "| reliance/grey_pointing |" in (
         tmp_path / "eval" / "report.md").read_text()

@@ -7,7 +7,7 @@ For each model, on the same held-out scenes, the same rows and the same greedy d
 - the full pipeline (temporal -> image -> geometric tracker -> lifting, :class:`scener1.pipeline.Pipeline`
   with its default settings) on a fixed subset of the scenes' referring expressions, scored like ScanRefer:
   ``3d/acc@0.25`` and ``3d/acc@0.5`` (IoU of the axis-aligned box with the object's true box; a query that
-  gives no box scores 0).
+  gives no box scores 0), and where queries were lost (``3d/target_seen``, ``3d/pointing``).
 
 The subsets depend only on the scenes and the seed, so two models (SFT alone, SFT + GRPO) are compared on
 exactly the same items. Results go to ``out_dir``: ``report.json``, ``report.md`` and one
@@ -30,6 +30,8 @@ HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3
             "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
 #: Shown when measured (``HeldoutSettings.reliance_rows``, :func:`scener1.rl.evaluate.image_reliance`).
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
+#: Shown when measured: where the pipeline lost its queries (scenes with per-frame truth, :func:`evaluate_pipeline`).
+PIPELINE_CHECKS = ("3d/target_seen", "3d/pointing")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
@@ -85,12 +87,34 @@ def pipeline_queries(scenes: Sequence[str | Path], count: int, seed: int) -> lis
     return pick(items, count, seed)
 
 
+def chosen_frame_check(views: Sequence[Any], object_id: int, box: Sequence[float] | None) -> tuple[bool, bool]:
+    """Where the pipeline lost a query, on the frame its image stage chose: (does that frame show the
+    target at all, does the chosen box's centre lie inside the target's visible-pixel box there).
+
+    ``views``: the frame's :class:`~scener1.rl.datasets.Visible` objects (the scene's ``gt/frames.json``).
+    """
+    target = next((v for v in views if v.object_id == object_id), None)
+    if target is None or box is None:
+        return target is not None, False
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    x1, y1, x2, y2 = target.box
+    return True, bool(x1 <= cx < x2 and y1 <= cy < y2)
+
+
 def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]],
                       overrides: Sequence[str] = (), progress: bool = True) -> tuple[dict[str, float], list[dict]]:
-    """Ground each query with the full pipeline and score its 3D box against the true one."""
+    """Ground each query with the full pipeline and score its 3D box against the true one.
+
+    Where the scene has per-frame ground truth (``gt/frames.json``), two more figures say where a query
+    was lost: ``3d/target_seen`` (the image stage's chosen frame shows the target; low means the
+    temporal span, or the vote among frames, missed it) and ``3d/pointing`` (the chosen box's centre lies
+    on the target there).
+    """
     from ..data import open_scene
+    from ..errors import ScenerError
     from ..lifting import Box3D, aabb_iou
     from ..pipeline import Pipeline
+    from .datasets import load_scene_truth
 
     pipe = Pipeline.from_config(None, [*overrides, f"model.path={model_dir}"])
     by_scene: dict[str, list[int]] = {}
@@ -105,6 +129,10 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
     for scene_path, idx in scenes:
         with open_scene(scene_path) as scene:
             grounded = pipe.ground_many(scene, [queries[i]["query"] for i in idx])
+        try:
+            views = load_scene_truth(scene_path).frames
+        except ScenerError:
+            views = None  # no per-frame truth (not a generated scene): no target_seen / pointing
         for i, result in zip(idx, grounded, strict=True):
             q = queries[i]
             truth = Box3D.from_min_max(np.asarray(q["min"], float), np.asarray(q["max"], float))
@@ -114,6 +142,10 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
                           "status": result.status, "iou": round(iou, 4), "frame": None if result.image is None
                           else int(result.image.frame_index), "box_2d": None if result.image is None
                           else [round(float(v), 1) for v in result.image.box], "notes": list(result.notes)}
+            if views is not None and result.image is not None and 0 <= result.image.position < len(views):
+                seen, pointing = chosen_frame_check(views[result.image.position], q["object_id"],
+                                                    None if result.image.used_fallback else result.image.box)
+                results[i].update(target_seen=seen, pointing=pointing)
     ordered = [results[i] for i in range(len(queries))]
     ious = np.array([r["iou"] for r in ordered]) if ordered else np.zeros(0)
     metrics = {"3d/n": float(len(ordered))}
@@ -121,6 +153,10 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
         metrics.update({"3d/acc@0.25": float((ious >= 0.25).mean()), "3d/acc@0.5": float((ious >= 0.5).mean()),
                         "3d/miou": float(ious.mean()),
                         "3d/fallback": float(np.mean([r["status"] != "ok" for r in ordered]))})
+    checked = [r for r in ordered if "target_seen" in r]
+    if checked:
+        metrics.update({"3d/target_seen": float(np.mean([r["target_seen"] for r in checked])),
+                        "3d/pointing": float(np.mean([r["pointing"] for r in checked]))})
     return metrics, ordered
 
 
@@ -197,7 +233,7 @@ def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[
     results = {**results, **{f"*{k}*": v for k, v in (baselines or {}).items()}}
     names = list(results)
     lines = ["| metric | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    shown = HEADLINE + tuple(m for m in RELIANCE if any(m in results[n] for n in names))
+    shown = HEADLINE + tuple(m for m in PIPELINE_CHECKS + RELIANCE if any(m in results[n] for n in names))
     for metric in shown:
         target = TARGETS.get(metric)
         values = [results[n].get(metric) for n in names]
