@@ -74,13 +74,23 @@ class TinyVLMSpec:
         return asdict(self)
 
 
+#: The prompt versions whose wording the tokenizer is built from. Frozen: a later version must not change the
+#: tokenizer (and so the initial weights) of a recipe that builds an earlier one; the wording it adds is read
+#: through byte-level BPE, a few tokens longer.
+TOKENIZER_PROMPT_VERSIONS = ("v1",)
+
+
+def tokenizer_prompt_sets() -> list[Any]:
+    return [PROMPT_SETS[v] for v in TOKENIZER_PROMPT_VERSIONS]
+
+
 def tokenizer_corpus(extra: Iterable[str] = (), max_integer: int = 1000) -> list[str]:
     """Text the tokenizer is trained on: every prompt wording, the synthetic scenes' vocabulary, answers,
     and each integer 0..max_integer both after a space and after a bracket (so both forms become one token)."""
     from ..synth.objects import CATEGORIES, COLORS, plural
 
     texts: list[str] = []
-    for prompts in PROMPT_SETS.values():
+    for prompts in tokenizer_prompt_sets():
         times = ", ".join(f"{t / 2:.1f}" for t in range(40))
         texts.append(prompts.temporal.format(query="the red chair next to the desk", num_frames=20, timestamps=times,
                                              duration="9.5"))
@@ -114,7 +124,7 @@ def prompt_phrases(extra: Iterable[str] = ()) -> list[str]:
     """
     marker = "\x00"
     phrases: list[str] = [SYSTEM_PROMPT]
-    for prompts in PROMPT_SETS.values():
+    for prompts in tokenizer_prompt_sets():
         temporal = prompts.temporal.format(query=marker, num_frames=marker, timestamps=marker, duration=marker)
         image = prompts.image.format(query=marker, coordinate_hint=marker)
         phrases += temporal.split(marker) + image.split(marker) + list(prompts.coordinate_hints.values())
