@@ -277,6 +277,12 @@ class BoxParse:
     answer: str | None = None
     format_ok: bool = False
     repairs: tuple[str, ...] = ()
+    absent: bool = False  # the answer says the object is not in the image (an empty list, ``[]``)
+
+
+#: The reason of an answer that says the object is not in the image.
+ABSENT_REASON = "the model says it is not in the image"
+_EMPTY_LIST = re.compile(r"\s*\[\s*\]\s*")
 
 
 def _json_values(text: str) -> list[Any]:
@@ -443,7 +449,8 @@ def parse_box(text: str, geometry: BoxGeometry, min_size: float = 1.0) -> BoxPar
     """Read ``<answer>{"bbox_2d": [...], "label": ...}</answer>`` and map every box to original pixels.
 
     Several boxes are all kept (``boxes``); the first usable one is the primary ``value``. Boxes narrower
-    or lower than ``min_size`` original pixels after clipping are rejected with the reason.
+    or lower than ``min_size`` original pixels after clipping are rejected with the reason. An empty list,
+    ``<answer>[]</answer>``, is the answer "it is not in the image": no box, ``absent`` set.
     """
     tagged = split_tags(text)
     repairs = list(tagged.notes)
@@ -451,6 +458,8 @@ def parse_box(text: str, geometry: BoxGeometry, min_size: float = 1.0) -> BoxPar
     if tagged.answer == "":
         return BoxParse(None, "empty <answer>", repairs=tuple(repairs), **base)
     body = _body(tagged).replace("```json", " ").replace("```", " ")
+    if _EMPTY_LIST.fullmatch(body):  # "no such object here", as Qwen answers a grounding request with none
+        return BoxParse(None, ABSENT_REASON, repairs=tuple(repairs), absent=True, **base)
     raw, rejected, notes = _raw_boxes(body)
     repairs.extend(notes)
     mapped: list[MappedBox] = []

@@ -3,7 +3,8 @@
 Output contracts (as in Scene-R1):
 
 - temporal stage: ``<think>...</think><answer>Xs to Ys</answer>``, seconds from the first frame shown;
-- image stage: ``<think>...</think><answer>{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}</answer>``.
+- image stage: ``<think>...</think><answer>{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}</answer>``; from
+  version v2 also ``<think>...</think><answer>[]</answer>`` when the object is not in the image.
 
 A model fine-tuned on these prompts must be run with the same wording, so each wording is frozen under a
 version string and never edited: a change is a new version. A model directory may carry
@@ -34,12 +35,15 @@ class PromptSet:
 
     ``temporal`` takes ``{query}``, ``{num_frames}``, ``{timestamps}`` and ``{duration}``; ``image`` takes
     ``{query}`` and ``{coordinate_hint}``, one of ``coordinate_hints`` chosen by the model's box convention.
+    ``absent_answer``: the image prompt asks for ``<answer>[]</answer>`` when the object is not in the
+    image (so training may show the model frames without it).
     """
 
     version: str
     temporal: str
     image: str
     coordinate_hints: Mapping[str, str]
+    absent_answer: bool = False
 
 
 _V1 = PromptSet(
@@ -63,8 +67,16 @@ _V1 = PromptSet(
     },
 )
 
+_V2 = PromptSet(
+    version="v2",
+    temporal=_V1.temporal,
+    image=_V1.image + " If it is not in the image, answer <answer>[]</answer>.",
+    coordinate_hints=_V1.coordinate_hints,
+    absent_answer=True,
+)
+
 #: Every released wording, by version. Never edit one: add a new version instead.
-PROMPT_SETS: dict[str, PromptSet] = {_V1.version: _V1}
+PROMPT_SETS: dict[str, PromptSet] = {p.version: p for p in (_V1, _V2)}
 
 
 def get_prompts(version: str | None = None) -> PromptSet:

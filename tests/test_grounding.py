@@ -266,6 +266,23 @@ def test_recorded_garbage_falls_back_to_a_whole_frame(scene, tiny):
     assert not any(c.chosen for c in result.candidates)
 
 
+def test_frames_answered_not_in_the_image_abstain(scene, tiny):
+    from scener1.parsing import ABSENT_REASON
+
+    none = "<think>I see no sofa in the image.</think><answer>[]</answer>"
+    vlm = RecordedVLM(tiny["qwen3_vl"], [none, '<answer>{"bbox_2d": [100, 100, 400, 400], "label": "sofa"}</answer>', none])
+    result = ImageGrounder(vlm, ImageSettings(num_candidates=3)).ground(scene, "a sofa", np.arange(0, 12))
+    assert result.label == "sofa" and result.fallback_reason is None and result.agreement == 1
+    assert [c.parsed.absent for c in result.candidates] == [True, False, True]
+    assert [c.chosen for c in result.candidates] == [False, True, False]
+    trace = json.loads(result.trace.to_json())
+    assert [c["reason"] for c in trace["parsed"]["candidates"]].count(ABSENT_REASON) == 2
+
+    vlm = RecordedVLM(tiny["qwen3_vl"], [none] * 3)
+    result = ImageGrounder(vlm, ImageSettings(num_candidates=3)).ground(scene, "a sofa", np.arange(0, 12))
+    assert result.used_fallback and ABSENT_REASON in result.fallback_reason
+
+
 def test_positions_are_checked(scene, tiny):
     grounder = ImageGrounder(RecordedVLM(tiny["qwen2_5_vl"], []))
     with pytest.raises(ConfigError):

@@ -245,6 +245,24 @@ def test_prompts_follow_the_contracts():
         image_messages("x" * 2000, "resized_pixels")
 
 
+def test_v2_asks_for_an_empty_list_when_the_object_is_absent_and_v1_is_untouched():
+    v1 = image_messages("a lamp", "resized_pixels", "v1")[0]["content"][1]["text"]
+    v2 = image_messages("a lamp", "resized_pixels", "v2")[0]["content"][1]["text"]
+    assert v2 == v1 + " If it is not in the image, answer <answer>[]</answer>." and "[]" not in v1
+    assert temporal_messages("a lamp", [0.0, 1.0], "v2") == temporal_messages("a lamp", [0.0, 1.0], "v1")
+
+
+def test_a_new_prompt_version_leaves_the_tiny_tokenizer_alone(monkeypatch):
+    from scener1 import prompts
+    from scener1.models import scene_r1_tiny
+
+    before = (scene_r1_tiny.prompt_phrases(), scene_r1_tiny.tokenizer_corpus(max_integer=20))
+    extra = prompts.PromptSet("v99", "Say when: {query} {num_frames} {timestamps} {duration}",
+                              "Say where: {query}{coordinate_hint}", {"resized_pixels": " px"})
+    monkeypatch.setitem(prompts.PROMPT_SETS, "v99", extra)
+    assert (scene_r1_tiny.prompt_phrases(), scene_r1_tiny.tokenizer_corpus(max_integer=20)) == before
+
+
 # --------------------------------------------------------------------------------------- generation
 
 

@@ -154,6 +154,18 @@ def test_first_usable_box_is_primary_when_the_first_is_bad():
     assert p.label == "b" and p.rejected == ("box lies outside the image",)
 
 
+def test_an_empty_list_says_the_object_is_not_in_the_image():
+    from scener1.parsing import ABSENT_REASON
+
+    p = parse_box("<think>I see no lamp in the image.</think><answer>[]</answer>", RESIZED)
+    assert p.absent and p.value is None and p.format_ok and p.reason == ABSENT_REASON
+    assert parse_box("<answer> [ ] </answer>", RESIZED).absent  # spacing is forgiven (format_ok tells)
+    for other in ("<answer>[1, 2]</answer>", "<answer>[[]]</answer>", "<answer>none</answer>", "<answer></answer>"):
+        assert not parse_box(other, RESIZED).absent, other
+    boxed = parse_box('<answer>{"bbox_2d": [28, 21, 84, 63]}</answer>', RESIZED)
+    assert not boxed.absent and boxed.value is not None
+
+
 def test_text_around_json_fences_and_nested_objects():
     wrapped = 'Sure! ```json\n{"result": {"objects": [{"bbox_2d": [28, 21, 84, 63], "label": "x"}]}}\n``` done'
     p = parse_box(f"<answer>{wrapped}</answer>", RESIZED)

@@ -37,6 +37,23 @@ def test_scores_by_hand():
     assert metrics["image/format"] == pytest.approx(3 / 4)
 
 
+def test_absent_rows_are_scored_apart_from_the_others():
+    absent_row = {**IMAGE_ROW, "box": None, "absent": True}
+    none = "<think>I see no lamp in the image.</think><answer>[]</answer>"
+    right = score_image_answer(none, absent_row, (256, 192), "resized_pixels")
+    wrong = score_image_answer(answer([64, 48, 192, 144]), absent_row, (256, 192), "resized_pixels")
+    exact = score_image_answer(answer([64, 48, 192, 144]), IMAGE_ROW, (256, 192), "resized_pixels")
+    timid = score_image_answer(none, IMAGE_ROW, (256, 192), "resized_pixels")
+    assert right.hit and right.score == 1.0 and right.format_ok and right.to_dict()["absent"]
+    assert not wrong.hit and wrong.score == 0.0 and wrong.prediction is not None
+    assert timid.said_absent and not timid.hit and timid.format_ok
+    metrics = summarise([right, wrong, exact, timid])
+    assert metrics["image/absent_n"] == 2 and metrics["image/absent_acc"] == pytest.approx(0.5)
+    # the box figures are over the rows that show the target
+    assert metrics["image/n"] == 2 and metrics["image/pointing"] == pytest.approx(0.5)
+    assert metrics["image/said_absent"] == pytest.approx(0.5)
+
+
 def test_blind_baseline_answers_the_whole_frame_and_the_whole_video():
     from scener1.rl.benchmark import blind_metrics, markdown_report
 
@@ -61,6 +78,27 @@ def test_chosen_frame_check_says_where_a_query_was_lost():
     assert chosen_frame_check(views, 3, (0.0, 0.0, 100.0, 120.0)) == (True, False)  # centre (50, 60): edges exclusive
     assert chosen_frame_check(views, 5, (20.0, 30.0, 40.0, 50.0)) == (False, False)  # not on this frame
     assert chosen_frame_check(views, 3, None) == (True, False)  # no box of its own (whole-frame fallback)
+
+
+def test_heldout_rows_add_absent_rows_only_for_models_asked_for_them(tmp_path):
+    from scener1.models.tiny import build_tiny_vlm
+    from scener1.prompts import write_model_prompt_info
+    from scener1.rl import benchmark
+    from scener1.synth import generate_scene
+
+    scene = generate_scene(tmp_path / "scenes", seed=9, frames=24, size=(160, 120), fps=8.0)
+    model = build_tiny_vlm(tmp_path / "m", "qwen3_vl", seed=1)
+    settings = benchmark.HeldoutSettings(image_rows=6, temporal_rows=2, absent_rows=3)
+    plain = benchmark.heldout_rows([scene], model, settings)
+    assert not any(r["absent"] for r in plain if r["task"] == "image")
+    write_model_prompt_info(model, "v2", "resized_pixels")
+    rows = benchmark.heldout_rows([scene], model, settings)
+    absent = [r for r in rows if r["task"] == "image" and r["absent"]]
+    assert len(absent) == 3 and all(r["box"] is None for r in absent)
+    # the other rows are the same items (their prompts now in v2's wording)
+    assert [(r["query"], r["positions"]) for r in rows[:8]] == [(r["query"], r["positions"]) for r in plain]
+    table = benchmark.markdown_report({"m": {"image/absent_acc": 0.5}}, {"absent rows": 3})
+    assert "| image/absent_acc |  | 0.500 |" in table and "absent rows 3" in table
 
 
 @pytest.mark.slow

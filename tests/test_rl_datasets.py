@@ -288,6 +288,33 @@ def test_vqa_rows_refuse_malformed_questions_in_one_line(scene, tmp_path):
         vqa_rows(load_scene_truth(copy))
 
 
+def test_absent_rows_ask_on_frames_without_the_category_and_need_a_prompt_that_allows_it(scene):
+    truth = load_scene_truth(scene)
+    settings = ImageTaskSettings(absent_share=0.5)
+    rows = build_rows([scene], tasks=("image",), model_image_size=lambda w, h: MODEL_SIZE, image=settings,
+                      prompt_version="v2")
+    present = [r for r in rows if not r["absent"]]
+    absent = [r for r in rows if r["absent"]]
+    assert present and 0.3 * len(present) < len(absent) <= 0.5 * len(present) + 10
+    assert present == build_rows([scene], tasks=("image",), model_image_size=lambda w, h: MODEL_SIZE,
+                                 prompt_version="v2")  # the other rows are untouched
+    queries = {(r["query"], r["object_id"]) for r in present}
+    for row in absent:
+        category = truth.objects[row["object_id"]].category
+        shown = {truth.objects[v.object_id].category for v in truth.frames[row["positions"][0]]}
+        assert category not in shown and (row["query"], row["object_id"]) in queries
+        assert row["box"] is None and answer_text(row).endswith("<answer>[]</answer>")
+        assert f"I see no {category}" in answer_text(row) and "answer <answer>[]</answer>" in row["prompt"][0]["content"][1]["text"]
+    check_rows(rows)  # every written answer earns its own reward
+    again = build_rows([scene], tasks=("image",), model_image_size=lambda w, h: MODEL_SIZE, image=settings,
+                       prompt_version="v2")
+    assert [r["positions"] for r in again if r["absent"]] == [r["positions"] for r in absent]  # fixed per scene
+    with pytest.raises(ConfigError, match="absent_share"):
+        build_rows([scene], tasks=("image",), image=settings, prompt_version="v1")
+    with pytest.raises(ConfigError):
+        ImageTaskSettings(absent_share=1.5)
+
+
 def test_mirrored_rows_show_the_mirrored_frame_and_box_it_with_the_same_query(scene):
     from scener1.parsing import BoxGeometry, parse_box
     from scener1.rl.datasets import DetectionTaskSettings, mirror_box

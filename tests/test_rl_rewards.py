@@ -88,6 +88,17 @@ def test_format_reward_needs_exact_tags_and_a_parsing_answer():
     assert rewards == [c[2] for c in cases]
 
 
+def test_absent_rows_reward_the_answer_not_in_the_image():
+    absent = {**IMAGE, "box": None, "absent": True}
+    none = "<think>I see no chair in the image.</think><answer>[]</answer>"
+    boxed = box_answer([64, 48, 192, 144])
+    rewards = box_iou_reward([none, boxed, none, boxed], **columns(absent, absent, IMAGE, IMAGE))
+    assert rewards == [1.0, 0.0, 0.0, pytest.approx(1.0)]  # on a frame with it, "not here" earns nothing
+    assert format_reward([none, "<answer>[]</answer>"], **columns(absent, IMAGE)) == [1.0, 0.0]
+    # a row without the column is an ordinary row; a row with neither box nor absent is not scored
+    assert box_iou_reward([none], **columns({**IMAGE, "box": None})) == [None]
+
+
 def test_rewards_refuse_misaligned_columns():
     with pytest.raises(ValueError):
         box_iou_reward(["a", "b"], task=["image"], box=[[0, 0, 1, 1]], image_size=[[2, 2]])

@@ -64,6 +64,9 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
 
     assert tool.main([*args, "--stages", "sft,fly"]) == 2
     assert "unknown stage(s) fly" in capsys.readouterr().err
+    # a recipe asking for another prompt version than the model was built with is refused, in one line
+    assert tool.main([*args, "--stages", "sft", "--set", "prompt_version=v2"]) == 2
+    assert "built for prompt version v1, the recipe asks for v2" in capsys.readouterr().err
 
 
 def test_localisation_probe_draws_what_it_asks_and_reports_a_fit(tmp_path, capsys):

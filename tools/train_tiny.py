@@ -104,8 +104,27 @@ def stage_init(config: dict[str, Any], work: Path) -> Path:
 
     out = work / "init"
     if not (out / "model.safetensors").is_file():
-        build_scene_r1_tiny(out, TinyVLMSpec(**config["model"], seed=int(config["seed"])), phrases=training_phrases())
+        build_scene_r1_tiny(out, TinyVLMSpec(**config["model"], seed=int(config["seed"])), phrases=training_phrases(),
+                            prompt_version=prompt_version(config))
     return out
+
+
+def prompt_version(config: dict[str, Any]) -> str:
+    from scener1.prompts import DEFAULT_PROMPT_VERSION, get_prompts
+
+    return get_prompts(config.get("prompt_version") or DEFAULT_PROMPT_VERSION).version
+
+
+def check_prompt_version(config: dict[str, Any], model_dir: Path) -> None:
+    """Refuse to train a model whose recorded prompt version is not the recipe's (rows would be worded
+    for one and the model run with the other)."""
+    from scener1.errors import ConfigError
+    from scener1.prompts import read_model_prompt_info
+
+    info = read_model_prompt_info(model_dir)
+    if info is not None and info.prompt_version != prompt_version(config):
+        raise ConfigError(f"{model_dir} was built for prompt version {info.prompt_version}, the recipe asks for "
+                          f"{prompt_version(config)}: rebuild it (delete {model_dir.parent / 'init'} and later stages)")
 
 
 def stage_vision(config: dict[str, Any], work: Path) -> Path | None:
@@ -153,6 +172,7 @@ def stage_train(config: dict[str, Any], work: Path, stage: str) -> Path:
         from scener1.errors import ConfigError
 
         raise ConfigError(f"{start} is missing: run the {'init' if stage == 'sft' else 'sft'} stage first")
+    check_prompt_version(config, start)
     train, evaluation = recipe_rows(r, start)
     say(f"{stage}: {len(train)} training rows, {len(evaluation)} evaluation rows")
     if stage == "sft":

@@ -30,8 +30,9 @@ HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3
             "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
 #: Shown when measured (``HeldoutSettings.reliance_rows``, :func:`scener1.rl.evaluate.image_reliance`).
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
-#: Shown when measured: where the pipeline lost its queries (scenes with per-frame truth, :func:`evaluate_pipeline`).
-PIPELINE_CHECKS = ("3d/target_seen", "3d/pointing")
+#: Shown when measured: where the pipeline lost its queries (:func:`evaluate_pipeline`) and the answers on frames
+#: without the target (models whose prompts allow "not in the image").
+DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "image/absent_acc", "image/said_absent")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
@@ -46,9 +47,10 @@ class HeldoutSettings:
     seed: int = 0
     pipeline_overrides: tuple[str, ...] = ()  # key=value settings of the pipeline (configs/default.yaml)
     reliance_rows: int = 0  # image rows also answered on mirrored and grey frames (0: not measured)
+    absent_rows: int = 100  # image rows on frames without the target (models whose prompts allow "[]")
 
     def __post_init__(self) -> None:
-        if min(self.image_rows, self.temporal_rows, self.pipeline_queries, self.reliance_rows) < 0:
+        if min(self.image_rows, self.temporal_rows, self.pipeline_queries, self.reliance_rows, self.absent_rows) < 0:
             raise ConfigError("row and query counts must be >= 0")
 
 
@@ -61,17 +63,24 @@ def pick(items: Sequence[Any], count: int, seed: int) -> list[Any]:
 
 
 def heldout_rows(scenes: Sequence[str | Path], model_dir: str | Path, settings: HeldoutSettings) -> list[dict]:
-    """The rows a model is scored on: referring-expression rows (difficulty 1) of both tasks."""
+    """The rows a model is scored on: referring-expression rows (difficulty 1) of both tasks, and for a model
+    whose prompts allow the answer "not in the image" also image rows on frames without the target."""
     from ..models.training import load_processor, model_box_convention, processor_image_size
     from .datasets import build_rows
 
+    from ..prompts import get_prompts
+    from .datasets import ImageTaskSettings
+
     version, convention = model_box_convention(model_dir)
+    # absent rows are appended after the others, which stay the same rows whether or not they are built
+    absent_share = 0.25 if settings.absent_rows and get_prompts(version).absent_answer else 0.0
     rows = build_rows(scenes, convention=convention, model_image_size=processor_image_size(load_processor(model_dir)),
-                      prompt_version=version)
-    image = pick([r for r in rows if r["task"] == "image" and r["difficulty"] == 1], settings.image_rows, settings.seed)
-    temporal = pick([r for r in rows if r["task"] == "temporal" and r["difficulty"] == 1], settings.temporal_rows,
-                    settings.seed + 1)
-    return image + temporal
+                      image=ImageTaskSettings(absent_share=absent_share), prompt_version=version)
+    ones = [r for r in rows if r["difficulty"] == 1]
+    image = pick([r for r in ones if r["task"] == "image" and not r["absent"]], settings.image_rows, settings.seed)
+    temporal = pick([r for r in ones if r["task"] == "temporal"], settings.temporal_rows, settings.seed + 1)
+    absent = pick([r for r in ones if r["task"] == "image" and r["absent"]], settings.absent_rows, settings.seed + 3)
+    return image + temporal + absent
 
 
 def pipeline_queries(scenes: Sequence[str | Path], count: int, seed: int) -> list[dict[str, Any]]:
@@ -168,7 +177,7 @@ def snapped_metrics(rows: Sequence[dict], results: Sequence[Any], frames: Any) -
 
     ious, hits, changed = [], [], 0
     for row, result in zip(rows, results, strict=True):
-        if row["task"] != "image":
+        if row["task"] != "image" or row.get("absent"):
             continue
         if result.prediction is None:
             ious.append(0.0)
@@ -201,7 +210,8 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
     metrics = dict(report.metrics)
     metrics.update(snapped_metrics(rows, report.results, frames))
     if settings.reliance_rows:  # the first image rows, whose answers on the real frames are already in
-        image = [(r, a) for r, a in zip(rows, report.results, strict=True) if r["task"] == "image"]
+        image = [(r, a) for r, a in zip(rows, report.results, strict=True) if r["task"] == "image"
+                 and not r.get("absent")]
         image = image[: settings.reliance_rows]
         metrics.update(image_reliance(vlm, [r for r, _ in image], frames, max_new_tokens=settings.max_new_tokens,
                                       progress=progress, plain=[a for _, a in image]))
@@ -233,7 +243,7 @@ def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[
     results = {**results, **{f"*{k}*": v for k, v in (baselines or {}).items()}}
     names = list(results)
     lines = ["| metric | target | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    shown = HEADLINE + tuple(m for m in PIPELINE_CHECKS + RELIANCE if any(m in results[n] for n in names))
+    shown = HEADLINE + tuple(m for m in DIAGNOSTICS + RELIANCE if any(m in results[n] for n in names))
     for metric in shown:
         target = TARGETS.get(metric)
         values = [results[n].get(metric) for n in names]
@@ -269,9 +279,11 @@ def compare_models(models: Mapping[str, str | Path], scenes: Sequence[str | Path
                 f.write(json.dumps(p) + "\n")
         done.write_text(json.dumps({"model": str(model_dir), "metrics": metrics}, indent=2) + "\n")
         results[name] = metrics
-    counts = {"image rows": sum(r["task"] == "image" for r in rows),
+    counts = {"image rows": sum(r["task"] == "image" and not r.get("absent") for r in rows),
               "temporal rows": sum(r["task"] == "temporal" for r in rows),
               "pipeline queries": len(queries), "scenes": len(scenes)}
+    if any(r.get("absent") for r in rows):
+        counts["absent rows"] = sum(bool(r.get("absent")) for r in rows)
     baselines = {"blind": blind_metrics(rows)}
     report = {"settings": asdict(settings), "scenes": [Path(s).name for s in scenes], "counts": counts,
               "models": {k: str(v) for k, v in models.items()}, "results": results, "baselines": baselines,

@@ -10,7 +10,9 @@ Four tasks, each row holding a prompt in the exact wording the pipeline uses (:m
 
 - ``image``: one frame -> the box of the described object. Queries are the scene's referring expressions
   of an object visible in the frame, plus short frame-level ones ("the lamp", "the red chair") when they
-  single the object out among everything visible in that frame (easy rows for a curriculum).
+  single the object out among everything visible in that frame (easy rows for a curriculum). With
+  ``absent_share`` (prompt versions that ask for it), some queries are also asked on a frame that shows no
+  object of the target's category, answered ``<answer>[]</answer>`` (``absent: True``, ``box: None``).
 - ``temporal``: the frames the temporal stage shows (its own sampling, :class:`TemporalSettings`) -> the
   span in which the object is *clearly seen* (covering at least ``clear_fraction`` of the image; gaps
   shorter than one sampling interval bridged). An object may be clearly seen in several intervals; each
@@ -268,7 +270,10 @@ class ImageTaskSettings:
     ``image_region`` ends the rationale with the part of the image the box is in ("It is in the bottom left
     of the image"). ``mirror`` adds each row again on the frame mirrored left-right (``mirrored: True``,
     read mirrored by :class:`FrameSource`): the synthetic queries never say left or right, so they stay
-    true, while a box placed from the query alone is wrong on one of the two frames.
+    true, while a box placed from the query alone is wrong on one of the two frames. ``absent_share``: that
+    share of the rows (drawn at random, fixed per scene) is asked again on a frame of the same scene that
+    shows no object of the target's category, answered "not in the image" (``<answer>[]</answer>``; needs a
+    prompt version with ``absent_answer``), so the image stage learns to abstain on frames without it.
     """
 
     frame_stride: int = 3
@@ -279,12 +284,15 @@ class ImageTaskSettings:
     rationale: bool = True
     image_region: bool = True
     mirror: bool = False
+    absent_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
             raise ConfigError("frame_stride must be >= 1")
         if not 0 <= self.min_fraction < 1:
             raise ConfigError("min_fraction must be in [0, 1)")
+        if not 0 <= self.absent_share <= 1:
+            raise ConfigError(f"absent_share must be in [0, 1], got {self.absent_share}")
 
 
 def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: int) -> list[str]:
@@ -321,13 +329,19 @@ def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: 
         "spans": None,
         "duration": None,
         "mirrored": mirrored,  # the frame is shown mirrored left-right (boxes are the mirrored frame's)
+        "absent": False,  # image rows asked on a frame without the target (answer "[]", box None)
     }
 
 
 def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn | None = None,
                settings: ImageTaskSettings | None = None, prompt_version: str | None = None) -> list[dict[str, Any]]:
     """Image-grounding rows of one scene (see the module docstring)."""
+    from ..prompts import get_prompts
+
     s = settings or ImageTaskSettings()
+    if s.absent_share > 0 and not get_prompts(prompt_version).absent_answer:
+        raise ConfigError(f"image.absent_share needs a prompt version that asks for <answer>[]</answer> (v2); "
+                          f"this model's is {prompt_version or 'the default'}")
     W, H = truth.size
     model_size = model_image_size(W, H) if model_image_size is not None else None
     min_pixels = s.min_fraction * W * H
@@ -356,7 +370,37 @@ def image_rows(truth: SceneTruth, convention: str, model_image_size: ImageSizeFn
                         "image", truth, position, query, image_messages(query, convention, prompt_version),
                         box_answer(think, target, obj.label), obj.object_id, difficulty, [float(c) for c in box],
                         model_size, convention, mirrored))
+    if s.absent_share > 0:
+        rows += absent_rows(truth, [r for r in rows if not r["mirrored"]], s, prompt_version)
     return rows
+
+
+def absent_rows(truth: SceneTruth, rows: Sequence[dict[str, Any]], settings: ImageTaskSettings,
+                prompt_version: str | None = None) -> list[dict[str, Any]]:
+    """``settings.absent_share`` of ``rows`` asked again on a frame showing no object of the target's
+    category (so the answer "not in the image" is true whatever the query says), answered ``[]``."""
+    import zlib
+
+    grid = range(0, len(truth.frames), settings.frame_stride)
+    categories = [{truth.objects[v.object_id].category for v in truth.frames[p]} for p in grid]
+    rng = np.random.default_rng([zlib.crc32(truth.name.encode()), 11])  # fixed per scene
+    out = []
+    for row in rows:
+        if rng.random() >= settings.absent_share:
+            continue
+        obj = truth.objects[int(row["object_id"])]
+        empty = [p for p, cats in zip(grid, categories) if obj.category not in cats]
+        if not empty:
+            continue
+        position = int(empty[int(rng.integers(len(empty)))])
+        think = f"I see no {obj.category} in the image." if settings.rationale else ""
+        absent = _frame_row("image", truth, position, row["query"], row["prompt"], f"<think>{think}</think><answer>[]</answer>",
+                            obj.object_id, int(row["difficulty"]), None,
+                            None if row["model_image_size"] is None else tuple(row["model_image_size"]),
+                            row["box_coordinates"])
+        absent["absent"] = True
+        out.append(absent)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- detection rows
@@ -794,7 +838,7 @@ def check_rows(rows: Sequence[dict[str, Any]]) -> None:
                 raise ConfigError(f"VQA row ({row['query']!r}): its answer scores {score} against its own target")
     rows = [r for r in rows if r["task"] not in ("detect", "vqa")]
     completions = [answer_text(r) for r in rows]
-    columns = {k: [r.get(k) for r in rows] for k in ("task", "box", "image_size", "model_image_size",
+    columns = {k: [r.get(k) for r in rows] for k in ("task", "box", "absent", "image_size", "model_image_size",
                                                     "box_coordinates", "spans", "duration")}
     fmt = format_reward(completions, **columns)
     boxes = box_iou_reward(completions, **columns)

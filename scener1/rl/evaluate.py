@@ -8,6 +8,9 @@ Metrics (``image/...`` over image rows, ``temporal/...`` over temporal rows; an 
 - ``image/miou``: mean IoU of the answer's box with the target's visible-pixel box;
 - ``image/acc@0.5``: share of answers with IoU >= 0.5;
 - ``image/pointing``: share of answers whose box centre lies inside the target's box;
+- ``image/absent_acc``: on rows asked on a frame without the target (``absent``), the share answered
+  "not in the image" (``[]``); ``image/said_absent``: the share of the other rows answered so (the image
+  figures above are over those other rows only);
 - ``temporal/miou``: mean IoU of the span with the best of the target's clearly-seen intervals;
 - ``vqa/score``: mean benchmark score of VQA answers (MRA for numeric types, exact match otherwise);
 - ``*/format``: share of answers in the exact ``<think>..</think><answer>..</answer>`` form that parse.
@@ -32,13 +35,18 @@ class RowResult:
     answer: str
     score: float  # IoU (box or span), 0 when unusable
     format_ok: bool
-    hit: bool  # image: centre inside the target box; temporal: IoU >= 0.5; vqa: score >= 0.5
+    hit: bool  # image: centre inside the target box (absent rows: answered []); temporal: IoU >= 0.5; vqa: score >= 0.5
     prediction: tuple[float, ...] | None
+    absent: bool = False  # an image row on a frame without the target
+    said_absent: bool = False  # the answer was "not in the image" ([])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "query": self.query, "answer": self.answer, "score": round(self.score, 4),
-                "format_ok": self.format_ok, "hit": self.hit,
-                "prediction": None if self.prediction is None else [round(float(v), 2) for v in self.prediction]}
+        out = {"task": self.task, "query": self.query, "answer": self.answer, "score": round(self.score, 4),
+               "format_ok": self.format_ok, "hit": self.hit,
+               "prediction": None if self.prediction is None else [round(float(v), 2) for v in self.prediction]}
+        if self.absent or self.said_absent:
+            out.update(absent=self.absent, said_absent=self.said_absent)
+        return out
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,13 @@ def score_image_answer(text: str, row: Mapping[str, Any], model_size: tuple[int,
                        convention: str) -> RowResult:
     parsed = parse_box(text, box_geometry(row["image_size"], model_size, convention))
     target = row["box"]
+    if row.get("absent"):
+        right = parsed.absent
+        return RowResult("image", row["query"], text, float(right), parsed.format_ok and (right or parsed.value is not None),
+                         right, None if parsed.value is None else tuple(parsed.value), absent=True, said_absent=right)
     if parsed.value is None:
-        return RowResult("image", row["query"], text, 0.0, False, False, None)
+        return RowResult("image", row["query"], text, 0.0, parsed.absent and parsed.format_ok, False, None,
+                         said_absent=parsed.absent)
     x1, y1, x2, y2 = parsed.value
     cx, cy = 0.5 * (x1 + x2), 0.5 * (y1 + y2)
     inside = target[0] <= cx < target[2] and target[1] <= cy < target[3]
@@ -79,8 +92,12 @@ def score_vqa_answer(text: str, row: Mapping[str, Any]) -> RowResult:
 
 def summarise(results: Sequence[RowResult]) -> dict[str, float]:
     metrics: dict[str, float] = {}
+    absent = [r for r in results if r.task == "image" and r.absent]
+    if absent:
+        metrics["image/absent_n"] = float(len(absent))
+        metrics["image/absent_acc"] = float(np.mean([r.hit for r in absent]))
     for task in ("image", "temporal", "vqa"):
-        own = [r for r in results if r.task == task]
+        own = [r for r in results if r.task == task and not r.absent]
         if not own:
             continue
         scores = np.array([r.score for r in own])
@@ -91,6 +108,7 @@ def summarise(results: Sequence[RowResult]) -> dict[str, float]:
             metrics["image/acc@0.5"] = float((scores >= 0.5).mean())
             metrics["image/acc@0.25"] = float((scores >= 0.25).mean())
             metrics["image/pointing"] = float(np.mean([r.hit for r in own]))
+            metrics["image/said_absent"] = float(np.mean([r.said_absent for r in own]))
         elif task == "temporal":
             metrics["temporal/acc@0.5"] = float((scores >= 0.5).mean())
     return metrics
@@ -174,7 +192,7 @@ def image_reliance(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, 
 
     ``plain``: the rows' answers on the frames as they are, when already scored (one per image row, in order).
     """
-    image = [dict(r) for r in rows if r["task"] == "image"]
+    image = [dict(r) for r in rows if r["task"] == "image" and not r.get("absent")]
     if not image:
         return {}
     kwargs = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)

@@ -10,7 +10,8 @@ Columns the rewards read (written by :mod:`scener1.rl.datasets`):
 - ``task``: ``"image"`` or ``"temporal"``;
 - image rows: ``box`` (the target's box in original pixels, x2/y2 exclusive), ``image_size`` (W, H of the
   original frame), ``model_image_size`` (W, H after the processor's resize), ``box_coordinates``
-  (``resized_pixels`` or ``normalized_1000``);
+  (``resized_pixels`` or ``normalized_1000``); ``absent`` (optional): the frame does not show the target
+  and the right answer is ``<answer>[]</answer>`` (``box`` is then ``None``);
 - temporal rows: ``spans`` (the intervals, seconds from the first frame shown, in which the target is
   clearly seen) and ``duration`` (seconds from the first to the last frame shown).
 
@@ -103,7 +104,7 @@ def predicted_span(text: str, duration: float | None) -> tuple[float, float] | N
 
 def format_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
     """1.0 when the answer is exactly ``<think>...</think><answer>...</answer>`` and its answer parses for the
-    row's task (a span for temporal rows, a usable box for image rows), else 0.0."""
+    row's task (a span for temporal rows, a usable box or ``[]`` for image rows), else 0.0."""
     n = len(completions)
     tasks = _tasks(columns, n, "image")
     sizes = _column(columns, "image_size", n)
@@ -115,30 +116,37 @@ def format_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
         text = completion_text(completion)
         if tasks[i] == "temporal":
             parsed = parse_span(text, duration=None if durations[i] is None else float(durations[i]))
+            usable = parsed.value is not None
         elif sizes[i] is not None:
             parsed = parse_box(text, box_geometry(sizes[i], model_sizes[i], conventions[i]))
+            usable = parsed.value is not None or parsed.absent  # "[]" (not in the image) is a well-formed answer
         else:
             raise ValueError("image rows need an 'image_size' column for the format reward")
-        out.append(1.0 if parsed.format_ok and parsed.value is not None else 0.0)
+        out.append(1.0 if parsed.format_ok and usable else 0.0)
     return out
 
 
 def box_iou_reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """IoU of the answer's box (mapped to original pixels as the pipeline maps it) with the target box;
-    0.0 for an unusable answer, ``None`` on rows that are not image grounding."""
+    0.0 for an unusable answer, ``None`` on rows that are not image grounding. On ``absent`` rows (the
+    frame does not show the target) 1.0 for the answer "not in the image" (``[]``), 0.0 for any box."""
     n = len(completions)
     tasks = _tasks(columns, n, "image")
     boxes = _column(columns, "box", n)
+    absent = _column(columns, "absent", n)
     sizes = _column(columns, "image_size", n)
     model_sizes = _column(columns, "model_image_size", n)
     conventions = _column(columns, "box_coordinates", n)
     out: list[float | None] = []
     for i, completion in enumerate(completions):
-        if tasks[i] != "image" or boxes[i] is None:
+        if tasks[i] != "image" or (boxes[i] is None and not absent[i]):
             out.append(None)
             continue
-        box = predicted_box(completion_text(completion), sizes[i], model_sizes[i], conventions[i])
-        out.append(0.0 if box is None else box_iou(box, boxes[i]))
+        parsed = parse_box(completion_text(completion), box_geometry(sizes[i], model_sizes[i], conventions[i]))
+        if absent[i]:
+            out.append(1.0 if parsed.absent else 0.0)
+        else:
+            out.append(0.0 if parsed.value is None else box_iou(parsed.value, boxes[i]))
     return out
 
 
