@@ -65,11 +65,13 @@ def pick(items: Sequence[Any], count: int, seed: int) -> list[Any]:
 def heldout_rows(scenes: Sequence[str | Path], model_dir: str | Path, settings: HeldoutSettings) -> list[dict]:
     """The rows a model is scored on: referring-expression rows (difficulty 1) of both tasks, and for a model
     whose prompts allow the answer "not in the image" also image rows on frames without the target."""
-    from ..models.training import load_processor, model_box_convention, processor_image_size
-    from .datasets import build_rows
-
+    from ..models.training import (
+        load_processor,
+        model_box_convention,
+        processor_image_size,
+    )
     from ..prompts import get_prompts
-    from .datasets import ImageTaskSettings
+    from .datasets import ImageTaskSettings, build_rows
 
     version, convention = model_box_convention(model_dir)
     # absent rows are appended after the others, which stay the same rows whether or not they are built
