@@ -310,7 +310,7 @@ def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: i
 
 def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: list[dict[str, Any]], answer: str,
                object_id: int, difficulty: int, box: list[float] | None, model_size: tuple[int, int] | None,
-               convention: str, mirrored: bool = False) -> dict[str, Any]:
+               convention: str, mirrored: bool = False, absent: bool = False) -> dict[str, Any]:
     """A one-frame row (image grounding or detection) with every column the trainers read."""
     return {
         "task": task,
@@ -329,7 +329,7 @@ def _frame_row(task: str, truth: SceneTruth, position: int, query: str, prompt: 
         "spans": None,
         "duration": None,
         "mirrored": mirrored,  # the frame is shown mirrored left-right (boxes are the mirrored frame's)
-        "absent": False,  # image rows asked on a frame without the target (answer "[]", box None)
+        "absent": absent,  # image rows asked on a frame without the target (answer "[]", box None)
     }
 
 
@@ -397,8 +397,7 @@ def absent_rows(truth: SceneTruth, rows: Sequence[dict[str, Any]], settings: Ima
         absent = _frame_row("image", truth, position, row["query"], row["prompt"], f"<think>{think}</think><answer>[]</answer>",
                             obj.object_id, int(row["difficulty"]), None,
                             None if row["model_image_size"] is None else tuple(row["model_image_size"]),
-                            row["box_coordinates"])
-        absent["absent"] = True
+                            row["box_coordinates"], absent=True)
         out.append(absent)
     return out
 

@@ -93,11 +93,6 @@ def best_span_iou(span: Sequence[float], spans: Sequence[Sequence[float]]) -> fl
     return max((span_iou(span, s) for s in spans), default=0.0)
 
 
-def predicted_box(text: str, image_size, model_image_size, box_coordinates) -> tuple[float, ...] | None:
-    """The answer's primary box in original pixels, or ``None`` when the pipeline could not use it."""
-    return parse_box(text, box_geometry(image_size, model_image_size, box_coordinates)).value
-
-
 def predicted_span(text: str, duration: float | None) -> tuple[float, float] | None:
     return parse_span(text, duration=None if duration is None else float(duration)).value
 
