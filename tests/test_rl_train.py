@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -277,6 +278,16 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
             assert np.array_equal(here.clip(a).frames, there.clip(b).frames)
     with pytest.raises(ConfigError, match="exists"):
         lease.pack(config, work, tmp_path / "pack")
+
+    # re-encoded frames: the same frames, smaller files, nearly the same pixels
+    small = lease.pack(config, work, tmp_path / "pack_q60", jpeg_quality=60)
+    assert small["frames"] == info["frames"] and small["mib"] < info["mib"] and small["jpeg_quality"] == 60
+    for name in (p.name for p in packed):
+        a = cv2.imread(str(tmp_path / "pack" / "scenes" / scene.name / "color" / name)).astype(float)
+        b = cv2.imread(str(tmp_path / "pack_q60" / "scenes" / scene.name / "color" / name)).astype(float)
+        assert 0 < np.abs(a - b).mean() < 8
+    with pytest.raises(ConfigError, match="1-100"):
+        lease.pack(config, work, tmp_path / "pack_q0", jpeg_quality=0)
     with pytest.raises(ConfigError, match="not a pack"):
         lease.unpack(tmp_path / "work", tmp_path / "elsewhere")
     assert lease.start_model(tmp_path / "pack", work / "init", tmp_path / "there_work") == work / "init"
