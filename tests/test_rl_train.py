@@ -404,6 +404,45 @@ def test_two_grpo_steps_on_video_rows(tiny_model, scene_root, tmp_path):
     assert len(logged) == 2 and all(e["num_tokens"] > 0 for e in logged)
 
 
+def test_grpo_survives_a_policy_that_would_sample_media_tokens(tiny_model, scene_root, tmp_path):
+    """A sampled video or image pad token used to break the forward pass that scores the completion (a real
+    run crashed at its 281st GRPO step); generation now suppresses every media token."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from scener1.models.training import media_token_ids
+    from scener1.rl.train import main
+
+    model = tmp_path / "media_loving"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    image_id, video_id = config["image_token_id"], config["video_token_id"]
+    weights = load_file(model / "model.safetensors")
+    head = next((k for k in weights if k.endswith("lm_head.weight")), None) or next(
+        k for k in weights if k.endswith("embed_tokens.weight"))  # the tiny model ties its head to the embeddings
+    u = torch.randn(weights[head].shape[1], generator=torch.Generator().manual_seed(0))
+    weights[head][video_id], weights[head][image_id] = 1000 * u, -1000 * u  # one of the two wins every token
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    from scener1.models import load_vlm
+
+    vlm = load_vlm(model)
+    assert {image_id, video_id} <= set(media_token_ids(vlm.model.config))
+    reply = vlm.processor.tokenizer.decode(vlm.model.generate(
+        **vlm.processor.tokenizer("<|im_start|>user", return_tensors="pt"), max_new_tokens=4, do_sample=False)[0])
+    assert "<|video_pad|>" in reply or "<|image_pad|>" in reply  # the policy does want them
+
+    out = tmp_path / "run"
+    code = main([str(ROOT / "configs" / "train" / "qwen3_vl.yaml"), f"model={model}", f"output_dir={out}",
+                 f"data.train=[{scene_root}]", "data.eval=[]", "data.image={frame_stride: 8}", "sft=null",
+                 "grpo.tasks=[image]", "grpo.max_steps=2", "grpo.prompts_per_step=1", "grpo.num_generations=2",
+                 "grpo.gradient_accumulation_steps=1", "grpo.max_completion_length=8", "grpo.device=cpu",
+                 "grpo.gradient_checkpointing=false", "grpo.save_steps=2", "grpo.eval_every=0",
+                 "grpo.logging_steps=1"])
+    assert code == 0
+    state = json.loads((out / "grpo" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
 def test_grpo_refuses_tasks_without_rewards_and_videos_under_vllm(tiny_model, tmp_path):
     from scener1.rl.train import GRPOStageConfig, run_grpo
 

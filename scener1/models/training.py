@@ -142,6 +142,17 @@ def join_vision_inputs(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {k: torch.cat([torch.as_tensor(s[k]) for s in shares if k in s]) for k in keys}
 
 
+def media_token_ids(config: Any) -> list[int]:
+    """Ids of the tokens that stand for pixels (image and video pads, vision start and end) in a Qwen-VL config.
+
+    A policy that samples one breaks the forward pass that scores its completion (the media tokens no longer
+    match the vision inputs: a 281st GRPO step crashed so), and no answer needs them, so GRPO generation
+    suppresses them all; TRL suppresses only the image pad.
+    """
+    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    return sorted({int(getattr(config, n)) for n in names if getattr(config, n, None) is not None})
+
+
 def vision_grpo_trainer_class() -> type:
     """TRL's ``GRPOTrainer`` for rows with images *or videos*, prompts built exactly as inference builds them.
 

@@ -335,7 +335,7 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
              eval_rows: Sequence[dict[str, Any]] = ()) -> Path:
     """GRPO on the rows of ``config.tasks`` (image and temporal grounding) starting from ``model_dir``;
     returns ``output_dir/final``. Resumable like :func:`run_sft`."""
-    from ..models.training import CurvesCallback, GroundingEvalCallback, vision_grpo_trainer_class
+    from ..models.training import CurvesCallback, GroundingEvalCallback, media_token_ids, vision_grpo_trainer_class
     from .datasets import VIDEO_TASKS, FrameSource
     from .rewards import REWARD_FUNCTIONS, REWARDED_TASKS
 
@@ -357,6 +357,8 @@ def run_grpo(model_dir: str | Path, rows: Sequence[dict[str, Any]], config: GRPO
     model, processor, vlm = load_model_and_processor(model_dir, args)
     if config.freeze_vision_tower:
         freeze_vision_tower(model)
+    if not config.use_vllm:  # vLLM takes its own sampling parameters
+        args.generation_kwargs = {**(args.generation_kwargs or {}), "suppress_tokens": media_token_ids(model.config)}
     frames = FrameSource()
     callbacks = [CurvesCallback(out, GRPO_CURVES, f"GRPO ({out.name})")]
     if eval_rows and config.eval_every > 0:
