@@ -410,6 +410,7 @@ def test_grpo_survives_a_policy_that_would_sample_media_tokens(tiny_model, scene
     import torch
     from safetensors.torch import load_file, save_file
 
+    from scener1.models import load_vlm
     from scener1.models.training import media_token_ids
     from scener1.rl.train import main
 
@@ -423,8 +424,6 @@ def test_grpo_survives_a_policy_that_would_sample_media_tokens(tiny_model, scene
     u = torch.randn(weights[head].shape[1], generator=torch.Generator().manual_seed(0))
     weights[head][video_id], weights[head][image_id] = 1000 * u, -1000 * u  # one of the two wins every token
     save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
-    from scener1.models import load_vlm
-
     vlm = load_vlm(model)
     assert {image_id, video_id} <= set(media_token_ids(vlm.model.config))
     reply = vlm.processor.tokenizer.decode(vlm.model.generate(

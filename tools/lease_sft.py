@@ -8,11 +8,12 @@ depth becomes zeros: the supervised stage reads neither) and trains within a tim
 
     # here: rows of the recipe's training scenes (data and vision stages done), frames, camera files and
     # the pretrained vision tower -> PACK
-    .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack lease_pack \\
-        --set data.image.frame_stride=6 --set data.detect.frame_stride=6
+    .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack lease_pack --jpeg-quality 75 \\
+        --set data.image.frame_stride=12 --set data.detect.frame_stride=12
     # there: build the untrained model, measure rows/s on a short run, train as many rows as fit
+    # (run 10 on an H100: the recipe's batch of 8 at 10.4 steps/s, bound by kernel launches; docs/training.md)
     python tools/lease_sft.py train --pack lease_pack --work /tmp/tiny --minutes 8 \\
-        --set sft.device=cuda --set sft.batch_size=64 --set sft.dataloader_num_workers=12
+        --set sft.device=cuda --set torch_threads=4 --set sft.dataloader_num_workers=12
 
 ``train`` writes WORK/sft/final (the model) and WORK/lease.json (the row count it chose and the measured
 throughput, so that the run can be repeated with a fixed ``sft.total_rows``). Both commands read the same
