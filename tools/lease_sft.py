@@ -59,6 +59,7 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
         raise ConfigError(f"{out} exists; pack into a new folder")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise ConfigError(f"--jpeg-quality must be 1-100, got {jpeg_quality}")
+    import cv2
     start = train_tiny.sft_start(config, work)  # the vision stage must be finished here when the recipe has it
     r = train_tiny.recipe(config, work, "sft")
     r.data.eval = []  # evaluation rows stay here: the held-out and validation scenes are not packed
@@ -75,8 +76,6 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
             if jpeg_quality is None:
                 shutil.copy2(src / "color" / name, dst / "color" / name)
             else:
-                import cv2
-
                 cv2.imwrite(str(dst / "color" / name), cv2.imread(str(src / "color" / name)),
                             [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         for sub in CAMERA_DIRS:
