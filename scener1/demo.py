@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_DIR
+from .synth.writer import read_objects
 
 REPO = CONFIG_DIR.parent
 DEMO_SCENE = REPO / "assets" / "demo_scene"
@@ -28,15 +29,10 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def scene_objects(gt_dir: Path) -> list[dict[str, Any]]:
-    """The entries of a synthetic scene's ``gt/objects.json`` (category, colour, 3D box per object)."""
-    return json.loads((gt_dir / "objects.json").read_text())["objects"]
-
-
 def demo_objects(gt_dir: Path, size: tuple[int, int], count: int = 3) -> list[dict[str, Any]]:
     """The ``count`` largest-looking objects of different categories, each with the frame that shows the
     most of it without cutting it at the image border, and its box there."""
-    objects = {o["object_id"]: o for o in scene_objects(gt_dir)}
+    objects = {o["object_id"]: o for o in read_objects(gt_dir.parent)}
     best: dict[int, tuple[int, int, list[int]]] = {}
     w, h = size
     for fr in json.loads((gt_dir / "frames.json").read_text())["frames"]:
@@ -155,7 +151,7 @@ def described_object(gt_dir: Path, query: str) -> dict[str, Any] | None:
     def norm(text: str) -> str:
         return " ".join(text.lower().strip().rstrip(".").split())
 
-    objects = scene_objects(gt_dir)
+    objects = read_objects(gt_dir.parent)
     by_id = {o["object_id"]: o for o in objects}
     refs = gt_dir / "scanrefer.json"
     for d in json.loads(refs.read_text()) if refs.is_file() else []:
@@ -184,7 +180,7 @@ def demo_question(gt_dir: Path) -> tuple[str, int]:
     """A counting question about the demo scene's most repeated category, and the true count."""
     from collections import Counter
 
-    counts = Counter(o["category"] for o in scene_objects(gt_dir))
+    counts = Counter(o["category"] for o in read_objects(gt_dir.parent))
     category, n = max(sorted(counts.items()), key=lambda kv: kv[1])
     return f"How many {category}(s) are in this room?", n
 

@@ -131,6 +131,23 @@ def image_messages(query: str, box_coordinates: str, version: str | None = None)
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
+#: The prompt of the dense auxiliary task: every object of a frame with its box and label. Models are trained on it
+#: (``detect`` rows of :mod:`scener1.rl.datasets`); the VQA detector asks it to find every instance of a category
+#: (``vqa.grounding.listing=every``). Not versioned: a tokenizer may hold it as one token.
+DETECTION_PROMPT = (
+    "List every object in the image with its bounding box and a one-word label as JSON inside <answer> </answer> "
+    'tags, for example <answer>[{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}]</answer>.'
+)
+
+
+def detection_messages(box_coordinates: str, version: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages asking for every object of one image (:data:`DETECTION_PROMPT` and the box convention's hint)."""
+    if box_coordinates not in BOX_CONVENTIONS:
+        raise ConfigError(f"unknown box convention '{box_coordinates}'; choose from {', '.join(BOX_CONVENTIONS)}")
+    hint = get_prompts(version).coordinate_hints[box_coordinates]
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DETECTION_PROMPT + hint}]}]
+
+
 def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """A readable rendering of chat messages for traces (media shown as ``<image>`` / ``<video>``)."""
     lines = []

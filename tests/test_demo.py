@@ -38,9 +38,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_demo_question_asks_about_the_most_repeated_category(tmp_path):
-    (tmp_path / "objects.json").write_text(json.dumps({"objects": [
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "objects.json").write_text(json.dumps({"objects": [
         {"category": "lamp"}, {"category": "chair"}, {"category": "chair"}, {"category": "table"}]}))
-    assert demo_question(tmp_path) == ("How many chair(s) are in this room?", 2)
+    assert demo_question(tmp_path / "gt") == ("How many chair(s) are in this room?", 2)
 
 
 def test_demo_objects_prefer_whole_views(tmp_path):
@@ -62,17 +63,19 @@ def test_demo_objects_prefer_whole_views(tmp_path):
 
 
 def test_described_object_reads_descriptions_and_unique_names(tmp_path):
-    (tmp_path / "objects.json").write_text(json.dumps({"objects": [
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    (gt / "objects.json").write_text(json.dumps({"objects": [
         {"object_id": 0, "category": "chair", "color": "red"},
         {"object_id": 1, "category": "chair", "color": "red"},
         {"object_id": 2, "category": "lamp", "color": "blue"},
     ]}))
-    (tmp_path / "scanrefer.json").write_text(json.dumps([
+    (gt / "scanrefer.json").write_text(json.dumps([
         {"object_id": "1", "description": "the red chair next to the lamp."}]))
-    assert described_object(tmp_path, "The red chair  next to the lamp")["object_id"] == 1
-    assert described_object(tmp_path, "the blue lamp")["object_id"] == 2
-    assert described_object(tmp_path, "the red chair") is None  # two of them: no single truth
-    assert described_object(tmp_path, "the sofa") is None
+    assert described_object(gt, "The red chair  next to the lamp")["object_id"] == 1
+    assert described_object(gt, "the blue lamp")["object_id"] == 2
+    assert described_object(gt, "the red chair") is None  # two of them: no single truth
+    assert described_object(gt, "the sofa") is None
 
 
 def test_demo_queries_each_name_one_object_of_the_demo_scene():

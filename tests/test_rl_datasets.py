@@ -170,8 +170,20 @@ def test_scene_discovery_and_missing_ground_truth(scene, tmp_path):
         scene_dirs(tmp_path)
     (tmp_path / "gt").mkdir()
     (tmp_path / "gt" / "frames.json").write_text("{}")
-    with pytest.raises(SceneError, match="objects.json"):
+    with pytest.raises(SceneError, match="no ground truth gt/objects.json"):
         load_scene_truth(tmp_path)
+    # the one reader of gt/ files (training rows, the demo, the held-out queries and the VQA oracle use it)
+    from scener1.synth.writer import read_objects
+    from scener1.vqa.oracle import SynthOracleDetector
+
+    (tmp_path / "gt" / "objects.json").write_text("{not json")
+    for read in (load_scene_truth, read_objects, SynthOracleDetector):
+        with pytest.raises(SceneError, match="objects.json: not valid JSON"):
+            read(tmp_path)
+    (tmp_path / "gt" / "objects.json").write_text('{"objects": 3}')
+    with pytest.raises(SceneError, match="no 'objects' list"):
+        read_objects(tmp_path)
+    assert [o["category"] for o in read_objects(scene)] == [o.category for o in load_scene_truth(scene).objects.values()]
 
 
 def test_curriculum_puts_easy_rows_first_and_keeps_batches_to_one_task(rows):

@@ -276,3 +276,66 @@ def test_pipeline_grounder_lifts_the_grounding_models_boxes(scene_dir, tiny):
     assert grounded.found and all(r.detection.source == "vlm" for r in grounded.lifts)
     truth = Box3D.from_min_max(np.array(target["aabb"]["min"]), np.array(target["aabb"]["max"]))
     assert aabb_iou(grounded.main().box_3d, truth) > 0.3
+
+
+def test_pipeline_grounder_counts_from_the_models_object_listing(scene_dir, tiny):
+    """``listing=every``: the model is asked once per scene to list every object (the detection
+    prompt it is trained on); the boxes labelled with the category, whatever their case or plural, are lifted and
+    de-duplicated into one instance per object; another category reuses the same listing."""
+    from scener1.pipeline import Pipeline
+    from scener1.prompts import DETECTION_PROMPT
+    from scener1.tracking import build_tracker
+    from scener1.vqa import GroundingSettings, InstanceGrounder, PipelineDetector, mention
+    from scener1.vqa.engine import default_lift_config
+    from scener1.vqa.grounding import label_key
+
+    objects = {o["object_id"]: o for o in json.loads((scene_dir / "gt" / "objects.json").read_text())["objects"]}
+    frames_gt = {f["frame"]: f["objects"] for f in json.loads((scene_dir / "gt" / "frames.json").read_text())["frames"]}
+    settings = GroundingSettings(listing="every", frames_every_instance=6, max_lifts=12)
+    with open_scene(scene_dir) as scene:
+        probe = Pipeline(RecordedVLM(tiny, []), build_tracker("geometric"))
+        frames = [f for f, _ in probe.image.select_frames(scene, np.flatnonzero(scene.valid_poses), {}, 6)]
+        answers, seen = [], {}
+        for i, f in enumerate(frames):
+            mw, mh = tiny.model_image_size(f.color.shape[1], f.color.shape[0])
+            sx, sy = mw / f.color.shape[1], mh / f.color.shape[0]
+            items = []
+            for o in frames_gt[f.index]:
+                if o["pixels"] < 150:
+                    continue
+                category = objects[o["object_id"]]["category"]
+                seen.setdefault(category, set()).add(o["object_id"])
+                label = category.upper() + "s" if i % 2 else category  # labels are compared loosely
+                b = o["bbox"]
+                items.append({"bbox_2d": [round(b[0] * sx), round(b[1] * sy), round(b[2] * sx), round(b[3] * sy)],
+                              "label": label})
+            answers.append(f"<think>.</think><answer>{json.dumps(items)}</answer>")
+        vlm = RecordedVLM(tiny, answers)
+        pipe = Pipeline(vlm, build_tracker("geometric"))
+        grounder = InstanceGrounder(PipelineDetector(pipe, settings), default_lift_config(), pipe.tracker, settings)
+        # the category seen as the most distinct objects, and another one
+        first_cat, second_cat = sorted(seen, key=lambda c: (-len(seen[c]), c))[:2]
+        first = grounder.ground(scene, mention(first_cat), every_instance=True)
+        second = grounder.ground(scene, mention(second_cat), every_instance=True)
+        assert len(vlm.prompts_seen) == len(frames) and all(DETECTION_PROMPT in p for p in vlm.prompts_seen)
+        assert not vlm.answers  # every listing was read, and the second category asked nothing more
+        # a category the model never listed is asked for by name, as with listing=off
+        vlm.answers = [("<think>.</think><answer>none</answer>", -0.1)] * 6
+        unlisted = grounder.ground(scene, mention("giraffe"), every_instance=True)
+        assert not unlisted.found and not vlm.answers
+        assert all("every giraffe" in p and DETECTION_PROMPT not in p for p in vlm.prompts_seen[len(frames):])
+        # listing=all: one object named by its category alone comes from the listing too; with a colour it is
+        # asked by name (the temporal stage first), as the listing's labels carry no colour
+        one = PipelineDetector(Pipeline(RecordedVLM(tiny, answers), build_tracker("geometric")),
+                               GroundingSettings(listing="all", frames_every_instance=6))
+        boxes = one.detect(scene, mention(f"the {first_cat}"), every_instance=False)
+        assert boxes and {label_key(b.label) for b in boxes} == {first_cat} and not one.pipeline.vlm.answers
+        one.pipeline.vlm.answers = [("<think>.</think><answer>0.0s to 1.0s</answer>", -0.1)] + [
+            ("<think>.</think><answer>none</answer>", -0.1)] * one.pipeline.image.settings.num_candidates
+        assert one.detect(scene, mention(f"the red {first_cat}"), every_instance=False) == []
+        assert "red" in one.pipeline.vlm.prompts_seen[len(frames)] and not one.pipeline.vlm.answers
+    assert all(d.detection.label.lower().rstrip("s") == first_cat for d in first.lifts)
+    assert len(seen[first_cat]) >= 2 and len(first.instances) == len(seen[first_cat])
+    assert len(second.instances) == len(seen[second_cat])
+    with pytest.raises(Exception, match="unknown listing"):
+        GroundingSettings(listing="ask nicely")

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="VLM checkpoint for the vlm / vlm_facts / auto modes (and the pipeline grounder)")
     p.add_argument("--config", help="pipeline config")
     p.add_argument("--limit", type=int, help="only the first N items (smoke runs)")
+    p.add_argument("--types", nargs="+", metavar="TYPE",
+                   help="only these question types, e.g. object_counting obj_appearance_order (a prefix names several: "
+                        "object_rel_direction)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="pipeline options and vqa.KEY=VALUE options")
     args = p.parse_args(argv)
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_scenes(data, parse_seeds(args.seeds), args.frames, tuple(args.size))
         bench = VSIBenchmark(load_vsibench(data / PART_FILES["vsibench"]), source=str(data), label="scener1")
+        if args.types:
+            bench = bench.subset([it.id for it in bench.items if it.question_type.startswith(tuple(args.types))])
+            if not len(bench):
+                raise ScenerError(f"no question of type {', '.join(args.types)} in {data}")
         if args.limit:
             bench = bench.subset(bench.ids[: args.limit])
         report: dict = {"data": str(data), "seeds": args.seeds, "grounder": args.grounder, "items": len(bench),

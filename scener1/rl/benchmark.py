@@ -87,11 +87,12 @@ def heldout_rows(scenes: Sequence[str | Path], model_dir: str | Path, settings: 
 
 def pipeline_queries(scenes: Sequence[str | Path], count: int, seed: int) -> list[dict[str, Any]]:
     """``count`` referring expressions of the scenes (scene, query, target id, true box min/max)."""
+    from ..synth.writer import read_gt, read_objects
+
     items = []
     for scene in scenes:
-        gt = Path(scene) / "gt"
-        objects = {int(o["object_id"]): o for o in json.loads((gt / "objects.json").read_text())["objects"]}
-        for record in json.loads((gt / "scanrefer.json").read_text()):
+        objects = {int(o["object_id"]): o for o in read_objects(scene)}
+        for record in read_gt(scene, "scanrefer.json"):
             o = objects[int(record["object_id"])]
             items.append({"scene": str(scene), "query": record["description"], "object_id": int(record["object_id"]),
                           "min": o["aabb"]["min"], "max": o["aabb"]["max"]})

@@ -20,8 +20,9 @@ Four tasks, each row holding a prompt in the exact wording the pipeline uses (:m
   for supervised training is the one where it is seen most, from its first to its last frame shown.
 
 - ``detect`` (supervised training only): one frame -> the boxes and labels of every object on it, with a
-  training-only prompt (:data:`DETECTION_PROMPT`) the pipeline never asks. It gives a small model dense
-  supervision of where things are (several boxes for the cost of one image) to build grounding on.
+  prompt of its own (:data:`scener1.prompts.DETECTION_PROMPT`; the grounding stages never ask it, the VQA
+  detector may). It gives a small model dense supervision of where things are (several boxes for the cost of
+  one image) to build grounding on.
 
 - ``vqa``: the video as the VQA head shows it -> the answer to one of the scene's VSI-Bench-style questions
   (``gt/vsibench.json``) or ScanQA-style ones (``gt/scanqa.json``, scored as free-form answers), with the
@@ -38,7 +39,6 @@ from the scene when a batch is built (:class:`FrameSource`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SceneError
-from ..prompts import image_messages, temporal_messages, vqa_messages
+from ..prompts import DETECTION_PROMPT, detection_messages, image_messages, temporal_messages, vqa_messages
+from ..synth.writer import read_gt
 
 #: (width, height) of the original frame -> (width, height) the model's processor resizes it to.
 ImageSizeFn = Callable[[int, int], tuple[int, int]]
@@ -106,25 +107,15 @@ class SceneTruth:
         return np.arange(len(self.frames)) / self.fps
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SceneError(f"{path.parent.parent}: no ground truth {path.relative_to(path.parent.parent)} "
-                         "(dataset builders need the gt/ files scener1.synth writes)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SceneError(f"{path}: not valid JSON ({exc})") from None
-
-
 def load_scene_truth(scene_dir: str | Path) -> SceneTruth:
     """Read a scene's ``gt/`` files (see the module docstring) into a :class:`SceneTruth`."""
     from ..synth.language import Node, SceneGraph
 
     path = Path(scene_dir)
     gt = path / "gt"
-    objects_json = _read_json(gt / "objects.json")
-    frames_json = _read_json(gt / "frames.json")
-    room = _read_json(gt / "room.json")
+    objects_json = read_gt(path, "objects.json")
+    frames_json = read_gt(path, "frames.json")
+    room = read_gt(path, "room.json")
     try:
         objects = {int(o["object_id"]): ObjectInfo(int(o["object_id"]), str(o["category"]), str(o["color"]))
                    for o in objects_json["objects"]}
@@ -146,7 +137,7 @@ def load_scene_truth(scene_dir: str | Path) -> SceneTruth:
     descriptions: tuple[Description, ...] = ()
     if (gt / "scanrefer.json").is_file():
         descriptions = tuple(Description(int(r["object_id"]), str(r["description"]), dict(r.get("relation") or {}))
-                             for r in _read_json(gt / "scanrefer.json"))
+                             for r in read_gt(path, "scanrefer.json"))
     return SceneTruth(path, path.name, size, fps, objects, frames, descriptions, graph)
 
 
@@ -403,21 +394,6 @@ def absent_rows(truth: SceneTruth, rows: Sequence[dict[str, Any]], settings: Ima
 
 
 # --------------------------------------------------------------------------------------------- detection rows
-#: The prompt of the dense auxiliary task (training only: the pipeline never asks it, so it is not one of the
-#: versioned prompts of scener1.prompts). The coordinate hint of the model's convention follows it.
-DETECTION_PROMPT = (
-    "List every object in the image with its bounding box and a one-word label as JSON inside <answer> </answer> "
-    'tags, for example <answer>[{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}]</answer>.'
-)
-
-
-def detection_messages(convention: str, version: str | None = None) -> list[dict[str, Any]]:
-    from ..prompts import get_prompts
-
-    hint = get_prompts(version).coordinate_hints[convention]
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DETECTION_PROMPT + hint}]}]
-
-
 def training_phrases(version: str | None = None) -> list[str]:
     """Fixed text of the training-only prompts (a tokenizer may hold each as one token)."""
     from ..prompts import get_prompts
@@ -618,10 +594,10 @@ def vqa_rows(truth: SceneTruth, settings: VQATaskSettings | None = None, vlm: An
     records: list[tuple[dict[str, Any], str, list[str] | None]] = []
     try:
         if s.vsibench and (gt / "vsibench.json").is_file():
-            records += [(r, str(r["question_type"]), None) for r in _read_json(gt / "vsibench.json")
+            records += [(r, str(r["question_type"]), None) for r in read_gt(truth.path, "vsibench.json")
                         if str(r["ground_truth"]) and str(r["question"])]
         if s.scanqa and (gt / "scanqa.json").is_file():
-            records += [(r, "free_form", [str(a) for a in r["answers"]]) for r in _read_json(gt / "scanqa.json")
+            records += [(r, "free_form", [str(a) for a in r["answers"]]) for r in read_gt(truth.path, "scanqa.json")
                         if r["answers"] and str(r["question"])]
     except (KeyError, TypeError) as exc:
         raise SceneError(f"{gt}: questions not in the expected form ({type(exc).__name__}: {exc})") from None

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import SceneError
 from ..types import Intrinsics
 from .language import Expression, tokenize
 from .objects import CATEGORIES
@@ -36,6 +38,26 @@ def _cv2():
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
+
+
+def read_gt(scene_dir: str | Path, name: str) -> Any:
+    """One ground-truth file of a scene (``gt/<name>``, JSON) with a one-line :class:`SceneError` when it is missing
+    or unreadable."""
+    path = Path(scene_dir) / "gt" / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SceneError(f"{scene_dir}: no ground truth gt/{name} (the gt/ files scener1.synth writes)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SceneError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_objects(scene_dir: str | Path) -> list[dict[str, Any]]:
+    """The entries of a scene's ``gt/objects.json`` (id, category, colour, 3D boxes per object)."""
+    objects = read_gt(scene_dir, "objects.json")
+    if not isinstance(objects, dict) or not isinstance(objects.get("objects"), list):
+        raise SceneError(f"{Path(scene_dir) / 'gt' / 'objects.json'}: no 'objects' list")
+    return objects["objects"]
 
 
 def _matrix_text(M: np.ndarray) -> str:

@@ -167,7 +167,7 @@ class VQAEngine:
         elif grounder == "pipeline":
             from .grounding import PipelineDetector
 
-            detector = PipelineDetector(pipeline)
+            detector = PipelineDetector(pipeline, settings.grounding)
             factory = InstanceGrounder(detector, settings.lifting, pipeline.tracker, settings.grounding)
         else:
             factory = oracle_factory(settings, oracle_files)

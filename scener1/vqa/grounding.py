@@ -12,6 +12,7 @@ sees each object once however many frames show it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,9 @@ class Detector(Protocol):
         ...
 
 
+LISTING = ("off", "every", "all")
+
+
 @dataclass(frozen=True)
 class GroundingSettings:
     """How detections become 3D instances (lengths in metres)."""
@@ -74,8 +78,17 @@ class GroundingSettings:
     max_points: int = 20000  # an instance's cloud is thinned to this many points
     visibility_tolerance: float = 0.05  # depth agreement (metres, and 3 % of the range) for a point to count as seen
     carve: bool = True  # drop points that other frames' boxes of the object leave out
+    # the grounding model's search for every instance of a category (counting, appearance order)
+    frames_every_instance: int = 8  # frames spread over the video
+    # the model's listing of every object on a frame (the detection prompt) instead of asking by name:
+    # off; every: for every instance of a category; all: also for one object named by its category alone
+    listing: str = "off"
 
     def __post_init__(self) -> None:
+        if self.listing not in LISTING:
+            raise ConfigError(f"unknown listing '{self.listing}'; choose from {', '.join(LISTING)}")
+        if self.frames_every_instance < 1:
+            raise ConfigError("frames_every_instance must be >= 1")
         if self.max_lifts < 1 or self.lifts_per_instance < 1:
             raise ConfigError("max_lifts and lifts_per_instance must be >= 1")
         for name in ("explained_iou", "merge_overlap", "merge_iou"):
@@ -455,23 +468,36 @@ class _FrameViews:
 
 # ---------------------------------------------------------------------------------------------- the VLM detector
 class PipelineDetector:
-    """Boxes from the grounding model: the temporal stage picks when the object is seen, the image stage boxes it on
-    several frames of that span (every box of every answer is kept). For every instance the whole video is searched
-    on more frames."""
+    """Boxes from the grounding model. By name (``listing=off``): for one object the temporal stage picks when it is
+    seen and the image stage boxes it on several frames of that span (every box of every answer is kept); for every
+    instance of a category the image stage is asked for "every <category>" on ``frames_every_instance`` frames spread
+    over the video. From the model's listing (``listing=every`` or ``all``): the same frames are asked to list every
+    object in the image (:data:`scener1.prompts.DETECTION_PROMPT`, the task Scene-R1-tiny is trained on) and the boxes
+    labelled with the category are kept, for a mention named by its category alone ("the lamp", "chairs"; not "the
+    red lamp", whose colour a label does not carry): every instance of it (``every``), and also the one object
+    (``all``). Nothing of the category listed: asked by name. The listing does not depend on the mention, so it is asked once per scene."""
 
     name = "pipeline"
 
-    def __init__(self, pipeline: Pipeline, frames_every_instance: int = 8):
+    def __init__(self, pipeline: Pipeline, settings: GroundingSettings | None = None):
         self.pipeline = pipeline
-        self.frames_every_instance = frames_every_instance
+        self.settings = settings or GroundingSettings()
+        self._listing: tuple[str, list[Detection]] | None = None  # (scene path, every labelled box), one scene
 
     def detect(self, scene: Scene, mention: Mention, every_instance: bool) -> list[Detection]:
         from ..grounding import ImageGrounder
 
+        listing = self.settings.listing
+        by_category = not mention.attributes and not mention.qualifier  # a listing's labels say no more
+        if by_category and (listing == "all" or listing == "every" and every_instance):
+            wanted = label_key(mention.category)
+            listed = [d for d in self.listed_boxes(scene) if label_key(d.label) == wanted]
+            if listed:
+                return listed
         query = mention.text
         if every_instance:
             positions = np.flatnonzero(scene.valid_poses)
-            settings = replace(self.pipeline.image.settings, num_candidates=self.frames_every_instance)
+            settings = replace(self.pipeline.image.settings, num_candidates=self.settings.frames_every_instance)
             image = ImageGrounder(self.pipeline.vlm, settings).ground(scene, f"every {mention.category}", positions)
         else:
             span = self.pipeline.temporal.ground(scene, query)
@@ -482,3 +508,42 @@ class PipelineDetector:
                 out.append(Detection(c.position, c.frame_index, tuple(float(v) for v in b.box), b.label or mention.category,
                                      float(c.confidence) or 0.5, "vlm"))
         return out
+
+    def listed_boxes(self, scene: Scene) -> list[Detection]:
+        """Every labelled box the model lists on ``frames_every_instance`` frames of the scene (kept for the last
+        scene asked)."""
+        from ..grounding import ImageGrounder
+        from ..grounding.core import shrink_to_pixels
+        from ..models.vlm import ChatRequest
+        from ..parsing import BoxGeometry, parse_box
+        from ..prompts import detection_messages
+
+        key = str(scene.path)
+        if self._listing is not None and self._listing[0] == key:
+            return self._listing[1]
+        vlm, s = self.pipeline.vlm, self.pipeline.image.settings
+        positions = np.flatnonzero(scene.valid_poses)
+        if len(positions) == 0:
+            return []
+        frames = ImageGrounder(vlm, s).select_frames(scene, positions, {}, self.settings.frames_every_instance)
+        messages = detection_messages(vlm.box_coordinates, vlm.prompt_version)
+        requests = [ChatRequest(messages, images=(shrink_to_pixels(f.color, s.image_max_pixels),)) for f, _ in frames]
+        answers = vlm.generate(requests, s.generation, output_scores=True)
+        out = []
+        for (frame, _), answer in zip(frames, answers):
+            height, width = frame.color.shape[:2]
+            geometry = BoxGeometry(vlm.box_coordinates, answer.image_sizes[0], (width, height))
+            parsed = parse_box(answer.text, geometry, s.min_box_size)
+            confidence = math.exp(answer.mean_logprob) if answer.mean_logprob is not None else 0.5
+            position = scene.position(frame.index)
+            out += [Detection(position, frame.index, tuple(float(v) for v in b.box), b.label, confidence, "vlm-list")
+                    for b in parsed.boxes if b.label]
+        self._listing = (key, out)
+        return out
+
+
+
+def label_key(label: str) -> str:
+    """A label compared loosely: lower case, single spaces, a plural "s" dropped ("Chairs" == "chair")."""
+    words = " ".join(str(label).lower().replace("_", " ").split())
+    return words[:-1] if words.endswith("s") and not words.endswith("ss") else words

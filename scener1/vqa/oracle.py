@@ -12,7 +12,6 @@ from lifted geometry, never from the ground-truth 3D boxes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,13 +79,13 @@ class SynthOracleDetector:
         if not frames_path.is_file() or not objects_path.is_file():
             raise ScenerError(f"{root}: the oracle needs ground truth (gt/frames.json and gt/objects.json of a "
                               "synthetic scene); use the pipeline grounder for other scenes")
-        try:
-            frames = json.loads(frames_path.read_text())
-            objects = json.loads(objects_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ScenerError(f"{root}: unreadable ground truth ({exc})") from None
-        self.categories = {int(o["object_id"]): str(o["category"]) for o in objects.get("objects", [])}
-        self.colours = {int(o["object_id"]): str(o.get("color") or "") for o in objects.get("objects", [])}
+        from ..synth.writer import read_gt, read_objects
+
+        frames, objects = read_gt(root, "frames.json"), read_objects(root)
+        if not isinstance(frames, dict):
+            raise ScenerError(f"{root / 'gt' / 'frames.json'}: not a frames file (an object with 'frames' expected)")
+        self.categories = {int(o["object_id"]): str(o["category"]) for o in objects}
+        self.colours = {int(o["object_id"]): str(o.get("color") or "") for o in objects}
         self.min_pixels = int(min_pixels if min_pixels is not None else frames.get("visibility_min_pixels", 20))
         self.frames = frames.get("frames", [])
         self.max_frames = max_frames
