@@ -269,8 +269,8 @@ def test_pipeline_grounder_lifts_the_grounding_models_boxes(scene_dir, tiny):
             answers.append(f'<think>there</think><answer>{{"bbox_2d": {model_box}, "label": "x"}}</answer>')
             boxed += 1
         pipe = Pipeline(RecordedVLM(tiny, answers), build_tracker("geometric"), temporal=every)
-        grounder = InstanceGrounder(PipelineDetector(pipe), default_lift_config(), pipe.tracker,
-                                    GroundingSettings(lifts_per_instance=1))
+        by_name = GroundingSettings(lifts_per_instance=1, listing="off")
+        grounder = InstanceGrounder(PipelineDetector(pipe, by_name), default_lift_config(), pipe.tracker, by_name)
         grounded = grounder.ground(scene, mention(target["category"]))
     assert boxed >= 2 and grounded.detections == boxed
     assert grounded.found and all(r.detection.source == "vlm" for r in grounded.lifts)

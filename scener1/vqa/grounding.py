@@ -2,7 +2,7 @@
 stage, de-duplicated across frames by 3D overlap.
 
 A :class:`Detector` turns a :class:`~scener1.vqa.router.Mention` into 2D boxes on frames of the scene. Two kinds
-exist: the VLM pipeline (:class:`PipelineDetector`: temporal + image grounding with the grounding model) and
+exist: the VLM pipeline (:class:`PipelineDetector`: the grounding model, by its object listing or asked by name) and
 oracles that read ground truth (:mod:`scener1.vqa.oracle`: synthetic scenes' per-frame boxes, ScanNet boxes
 projected from the ground-truth points). Whatever the detector, the 3D answer comes from the same code:
 :class:`InstanceGrounder` lifts the boxes with :func:`scener1.lifting.lift`, merges lifts that overlap in 3D into
@@ -82,7 +82,8 @@ class GroundingSettings:
     frames_every_instance: int = 8  # frames spread over the video
     # the model's listing of every object on a frame (the detection prompt) instead of asking by name:
     # off; every: for every instance of a category; all: also for one object named by its category alone
-    listing: str = "off"
+    # (all: held-out VSI-Bench-style numeric MRA 39.2 -> 48.1, choice accuracy 31.0 -> 45.6 with Scene-R1-tiny)
+    listing: str = "all"
 
     def __post_init__(self) -> None:
         if self.listing not in LISTING:
