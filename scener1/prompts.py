@@ -132,8 +132,8 @@ def image_messages(query: str, box_coordinates: str, version: str | None = None)
 
 
 #: The prompt of the dense auxiliary task: every object of a frame with its box and label. Models are trained on it
-#: (``detect`` rows of :mod:`scener1.rl.datasets`); the VQA detector asks it to find every instance of a category
-#: (``vqa.grounding.listing=every``). Not versioned: a tokenizer may hold it as one token.
+#: (``detect`` rows of :mod:`scener1.rl.datasets`); the VQA detector asks it to find the objects a question names
+#: by category (``vqa.grounding.listing``). Not versioned: a tokenizer may hold it as one token.
 DETECTION_PROMPT = (
     "List every object in the image with its bounding box and a one-word label as JSON inside <answer> </answer> "
     'tags, for example <answer>[{"bbox_2d": [x1, y1, x2, y2], "label": "chair"}]</answer>.'

@@ -476,7 +476,8 @@ class PipelineDetector:
     object in the image (:data:`scener1.prompts.DETECTION_PROMPT`, the task Scene-R1-tiny is trained on) and the boxes
     labelled with the category are kept, for a mention named by its category alone ("the lamp", "chairs"; not "the
     red lamp", whose colour a label does not carry): every instance of it (``every``), and also the one object
-    (``all``). Nothing of the category listed: asked by name. The listing does not depend on the mention, so it is asked once per scene."""
+    (``all``). Nothing of the category listed: asked by name. The listing does not depend on the mention, so it is
+    asked once per scene."""
 
     name = "pipeline"
 
