@@ -161,6 +161,20 @@ def cmd_ground(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .data.annotations import annotate_scannet
+
+    with open_scene_from_args(args) as scene:
+        gt, annotation = annotate_scannet(scene, args.boxes, args.label_map, args.scanrefer, args.scene_id,
+                                          overwrite=args.overwrite, progress=None if args.quiet else "annotating")
+    info = annotation.info
+    print(f"{info['visible_objects']} of {info['objects']} objects seen on {len(annotation.frames['frames'])} frames, "
+          f"{info['descriptions']} descriptions, floor at z = {info['floor_z']:.2f} m -> {gt}")
+    for note in annotation.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from .viz import load_result_view, render_png, show
 
@@ -225,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo queries that already have a result")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any config option, e.g. lifting.max_depth=4")
     p.set_defaults(func=cmd_ground)
+
+    p = sub.add_parser("annotate", help="write scener1's ground truth (gt/) for a ScanNet scan from its benchmark "
+                       "boxes and ScanRefer descriptions, for training and evaluation")
+    add_scene_arguments(p)
+    p.add_argument("--boxes", required=True, metavar="NPY", help="the scan's <scene>_aligned_bbox.npy (ScanRefer/VoteNet)")
+    p.add_argument("--label-map", required=True, metavar="TSV", help="scannetv2-labels.combined.tsv (class names)")
+    p.add_argument("--scanrefer", metavar="JSON", help="ScanRefer descriptions (entries of other scenes are skipped)")
+    p.add_argument("--scene-id", metavar="ID", help="the scan's id in the annotation files (default: the folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace ground truth the folder already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("viz", help="show a result folder in 3D (scene cloud, object, boxes, camera path)")
     p.add_argument("result", metavar="DIR", help="a result folder (result.json, object.ply, scene.ply)")

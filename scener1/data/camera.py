@@ -125,6 +125,30 @@ def color_mask_to_depth(mask: np.ndarray, color: Intrinsics, depth: Intrinsics) 
     return out & row_ok[:, None] & col_ok[None, :]
 
 
+@lru_cache(maxsize=16)
+def _color_to_depth_pixels(color: Intrinsics, depth: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    u = np.arange(color.width, dtype=np.float64)
+    v = np.arange(color.height, dtype=np.float64)
+    du = np.rint((u - color.cx) / color.fx * depth.fx + depth.cx).astype(np.int64)
+    dv = np.rint((v - color.cy) / color.fy * depth.fy + depth.cy).astype(np.int64)
+    return dv, du
+
+
+def color_labels_from_depth(labels: np.ndarray, color: Intrinsics, depth: Intrinsics) -> np.ndarray:
+    """Resample a label map drawn on the depth image onto the colour image of a registered RGB-D camera
+    (the inverse of :func:`color_mask_to_depth`): each colour pixel takes the label of the depth pixel on the
+    same viewing ray, 0 where that ray leaves the depth image."""
+    if labels.shape != (depth.height, depth.width):
+        raise ValueError(f"label map shape {labels.shape} differs from the depth image {depth.height}x{depth.width}")
+    if color == depth:
+        return labels.copy()
+    rows, cols = _color_to_depth_pixels(color, depth)
+    row_ok = (rows >= 0) & (rows < depth.height)
+    col_ok = (cols >= 0) & (cols < depth.width)
+    out = labels[np.clip(rows, 0, depth.height - 1)][:, np.clip(cols, 0, depth.width - 1)]
+    return np.where(row_ok[:, None] & col_ok[None, :], out, 0)
+
+
 def sample_colors(color: np.ndarray, intrinsics: Intrinsics, points_cam: np.ndarray) -> np.ndarray:
     """The colour (N, 3) uint8 seen at camera-frame points, by projecting them into the colour image."""
     uv, z = project(points_cam, intrinsics)

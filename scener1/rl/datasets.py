@@ -4,7 +4,8 @@ A scene qualifies when it opens with :func:`scener1.data.open_scene` and carries
 :mod:`scener1.synth` writes under ``gt/``: ``objects.json`` (category, colour, 3D box per object),
 ``frames.json`` (per frame: the visible objects with pixel counts and 2D boxes, x2/y2 exclusive),
 ``room.json`` (door and window) and optionally ``scanrefer.json`` (referring expressions). Any scene whose
-annotations are written in that form can be used, synthetic or not.
+annotations are written in that form can be used, synthetic or not: :mod:`scener1.data.annotations` writes them
+for a real ScanNet scan from its ground-truth boxes and ScanRefer descriptions (no ``room.json``, no colours).
 
 Four tasks, each row holding a prompt in the exact wording the pipeline uses (:mod:`scener1.prompts`):
 
@@ -115,7 +116,7 @@ def load_scene_truth(scene_dir: str | Path) -> SceneTruth:
     gt = path / "gt"
     objects_json = read_gt(path, "objects.json")
     frames_json = read_gt(path, "frames.json")
-    room = read_gt(path, "room.json")
+    room = read_gt(path, "room.json") if (gt / "room.json").is_file() else {}  # a real scan's may not exist
     try:
         objects = {int(o["object_id"]): ObjectInfo(int(o["object_id"]), str(o["category"]), str(o["color"]))
                    for o in objects_json["objects"]}
@@ -128,8 +129,8 @@ def load_scene_truth(scene_dir: str | Path) -> SceneTruth:
         )
         size = (int(frames_json["size"][0]), int(frames_json["size"][1]))
         fps = float(frames_json["fps"])
-        graph = SceneGraph.build(nodes, np.asarray(room["door"]["center"], float),
-                                 np.asarray(room["window"]["center"], float))
+        door, window = (np.asarray(room[k]["center"], float) if k in room else None for k in ("door", "window"))
+        graph = SceneGraph.build(nodes, door, window)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise SceneError(f"{gt}: ground truth not in the expected form ({type(exc).__name__}: {exc})") from None
     if [n.object_id for n in nodes] != list(range(len(nodes))):
@@ -173,7 +174,7 @@ def relation_facts(truth: SceneTruth, object_id: int, first: dict[str, Any] | No
                 logics.append(Logic(rel, (anchor,)))
     node = graph.node(object_id)
     for name, landmark in (("door", graph.door), ("window", graph.window)):
-        if near(node, landmark):
+        if landmark is not None and near(node, landmark):
             logics.append(Logic("near", (name,)))
     facts: list[str] = []
     seen: set[tuple] = set()
@@ -191,7 +192,7 @@ def relation_facts(truth: SceneTruth, object_id: int, first: dict[str, Any] | No
 
 
 def _subject(obj: ObjectInfo) -> str:
-    return f"The {obj.color} {obj.category}"
+    return f"The {obj.color} {obj.category}" if obj.color else f"The {obj.category}"  # real scans: no colour
 
 
 def image_rationale(truth: SceneTruth, obj: ObjectInfo, box: Sequence[float], relation: dict | None = None,
@@ -294,7 +295,7 @@ def frame_level_queries(truth: SceneTruth, visible: Sequence[Visible], target: i
     out = []
     if cats.count(obj.category) == 1:
         out.append(f"the {obj.category}")
-    if pairs.count((obj.category, obj.color)) == 1:
+    if obj.color and pairs.count((obj.category, obj.color)) == 1:
         out.append(f"the {obj.color} {obj.category}")
     return out
 
@@ -558,7 +559,7 @@ def vqa_rationale(truth: SceneTruth, record: dict[str, Any], answer: str, option
     qtype, program = record["question_type"], record.get("program") or {}
     ids = [int(i) for i in record.get("object_ids", ())]
     if qtype == "object_counting":
-        colours = sorted(truth.objects[i].color for i in ids)
+        colours = sorted(truth.objects[i].color for i in ids if truth.objects[i].color)
         return (f"There are {answer} {plural(program.get('category', 'object'))} in the room"
                 + (f": {', '.join(colours)}." if colours else "."))
     if qtype == "object_abs_distance":

@@ -152,19 +152,21 @@ def size_extreme(cands: list[Node], largest: bool) -> Node | None:
 @dataclass(frozen=True, eq=False)
 class SceneGraph:
     nodes: list[Node]
-    door: Landmark
-    window: Landmark
+    door: Landmark | None  # None for a scan whose door and window are not annotated (scener1.data.annotations)
+    window: Landmark | None
     edges: dict = field(default_factory=dict)  # (relation, a, b) -> True for every pairwise relation that holds
 
     @classmethod
-    def build(cls, nodes: list[Node], door_center: np.ndarray, window_center: np.ndarray) -> "SceneGraph":
+    def build(cls, nodes: list[Node], door_center: np.ndarray | None, window_center: np.ndarray | None) -> "SceneGraph":
         edges = {}
         for a in nodes:
             for b in nodes:
                 for name, fn in (("on", on), ("under", under), ("next_to", next_to)):
                     if fn(a, b):
                         edges[(name, a.object_id, b.object_id)] = True
-        return cls(nodes, Landmark("door", np.asarray(door_center)), Landmark("window", np.asarray(window_center)), edges)
+        door = None if door_center is None else Landmark("door", np.asarray(door_center))
+        window = None if window_center is None else Landmark("window", np.asarray(window_center))
+        return cls(nodes, door, window, edges)
 
     def node(self, object_id: int) -> Node:
         return self.nodes[object_id]
