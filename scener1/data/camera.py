@@ -99,12 +99,25 @@ def visible(
 
 
 @lru_cache(maxsize=16)
-def _depth_to_color_pixels(color: Intrinsics, depth: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    u = np.arange(depth.width, dtype=np.float64)
-    v = np.arange(depth.height, dtype=np.float64)
-    cu = np.rint((u - depth.cx) / depth.fx * color.fx + color.cx).astype(np.int64)
-    cv = np.rint((v - depth.cy) / depth.fy * color.fy + color.cy).astype(np.int64)
-    return cv, cu
+def ray_lookup(source: Intrinsics, target: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """For each row and each column of the ``source`` image, the ``target`` image's row and column on the same
+    viewing ray (int64, not clipped) of two registered cameras (colour and depth of one RGB-D sensor); the
+    lookups separate because neither camera is skewed."""
+    u = np.arange(source.width, dtype=np.float64)
+    v = np.arange(source.height, dtype=np.float64)
+    cols = np.rint((u - source.cx) / source.fx * target.fx + target.cx).astype(np.int64)
+    rows = np.rint((v - source.cy) / source.fy * target.fy + target.cy).astype(np.int64)
+    return rows, cols
+
+
+def _resample_along_rays(image: np.ndarray, source: Intrinsics, target: Intrinsics) -> np.ndarray:
+    """``image`` (on ``source``) seen from ``target``: each target pixel takes the source pixel on its ray, 0 (or
+    False) where the ray leaves the source image."""
+    rows, cols = ray_lookup(target, source)
+    row_ok = (rows >= 0) & (rows < source.height)
+    col_ok = (cols >= 0) & (cols < source.width)
+    out = image[np.clip(rows, 0, source.height - 1)][:, np.clip(cols, 0, source.width - 1)]
+    return np.where(row_ok[:, None] & col_ok[None, :], out, np.zeros((), image.dtype))
 
 
 def color_mask_to_depth(mask: np.ndarray, color: Intrinsics, depth: Intrinsics) -> np.ndarray:
@@ -118,20 +131,7 @@ def color_mask_to_depth(mask: np.ndarray, color: Intrinsics, depth: Intrinsics) 
         raise ValueError(f"mask shape {mask.shape} differs from the colour image {color.height}x{color.width}")
     if color == depth:
         return mask.astype(bool)
-    rows, cols = _depth_to_color_pixels(color, depth)
-    row_ok = (rows >= 0) & (rows < color.height)
-    col_ok = (cols >= 0) & (cols < color.width)
-    out = mask.astype(bool)[np.clip(rows, 0, color.height - 1)][:, np.clip(cols, 0, color.width - 1)]
-    return out & row_ok[:, None] & col_ok[None, :]
-
-
-@lru_cache(maxsize=16)
-def _color_to_depth_pixels(color: Intrinsics, depth: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    u = np.arange(color.width, dtype=np.float64)
-    v = np.arange(color.height, dtype=np.float64)
-    du = np.rint((u - color.cx) / color.fx * depth.fx + depth.cx).astype(np.int64)
-    dv = np.rint((v - color.cy) / color.fy * depth.fy + depth.cy).astype(np.int64)
-    return dv, du
+    return _resample_along_rays(mask.astype(bool), color, depth)
 
 
 def color_labels_from_depth(labels: np.ndarray, color: Intrinsics, depth: Intrinsics) -> np.ndarray:
@@ -142,11 +142,7 @@ def color_labels_from_depth(labels: np.ndarray, color: Intrinsics, depth: Intrin
         raise ValueError(f"label map shape {labels.shape} differs from the depth image {depth.height}x{depth.width}")
     if color == depth:
         return labels.copy()
-    rows, cols = _color_to_depth_pixels(color, depth)
-    row_ok = (rows >= 0) & (rows < depth.height)
-    col_ok = (cols >= 0) & (cols < depth.width)
-    out = labels[np.clip(rows, 0, depth.height - 1)][:, np.clip(cols, 0, depth.width - 1)]
-    return np.where(row_ok[:, None] & col_ok[None, :], out, 0)
+    return _resample_along_rays(labels, depth, color)
 
 
 def sample_colors(color: np.ndarray, intrinsics: Intrinsics, points_cam: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.camera import color_mask_to_depth
+from ..data.camera import color_mask_to_depth, ray_lookup
 from ..types import Frame, Intrinsics, PointCloud
 from .boxes import Box3D, aabb_of_points, obb_of_points
 
@@ -153,17 +153,6 @@ def masked_points(
     return pts
 
 
-@lru_cache(maxsize=8)
-def _depth_to_color_lookup(color: Intrinsics, depth: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    """Colour-image row of each depth row and column of each depth column along the same viewing ray
-    (what projecting a back-projected point into the registered colour camera gives), clipped."""
-    u = np.arange(depth.width, dtype=np.float64)
-    v = np.arange(depth.height, dtype=np.float64)
-    cu = np.clip(np.rint((u - depth.cx) / depth.fx * color.fx + color.cx), 0, color.width - 1).astype(np.intp)
-    cv = np.clip(np.rint((v - depth.cy) / depth.fy * color.fy + color.cy), 0, color.height - 1).astype(np.intp)
-    return cv, cu
-
-
 class _Growable:
     """An (N, k) array grown in place frame after frame (``ndarray.resize`` reallocates, which large
     allocations do by remapping pages, not copying), so fusing never holds two copies of the points.
@@ -272,7 +261,8 @@ def fuse_masked_frames(
         if colors:
             ci = frame.color_intrinsics
             if ci != di:
-                crow, ccol = _depth_to_color_lookup(ci, di)
+                crow, ccol = ray_lookup(di, ci)  # the colour pixel on each depth pixel's ray, clipped
+                crow, ccol = np.clip(crow, 0, ci.height - 1), np.clip(ccol, 0, ci.width - 1)
                 v, u = np.divmod(idx, di.width)
                 idx = crow.take(v) * ci.width + ccol.take(u)
             # gather whole pixels: the RGB triple viewed as one 3-byte item
