@@ -50,6 +50,15 @@ def bare_copy(synth, tmp_path):
     return copy, tmp_path / "boxes.npy", boxes[order][:, 7].astype(int)
 
 
+@pytest.fixture()
+def label_map(tmp_path):
+    """A label map naming nyu40 class i "class<i>"."""
+    path = tmp_path / "labels.tsv"
+    path.write_text("id\traw_category\tcategory\tcount\tnyu40id\tnyu40class\n"
+                    + "".join(f"{i}\tthing{i}\tthing{i}\t1\t{i}\tclass{i}\n" for i in range(1, 41)))
+    return path
+
+
 def test_label_points_takes_the_smallest_box_that_holds_a_point():
     lo = np.array([[0, 0, 0], [0.2, 0.2, 0.0], [5, 5, 5]], float)  # a table, a chair under it, something far
     hi = np.array([[1, 1, 0.8], [0.6, 0.6, 0.9], [6, 6, 6]], float)
@@ -105,7 +114,7 @@ def test_boxes_alone_recover_the_rendered_masks_of_a_synthetic_scene(synth):
     assert sum(v > 0 for v in seen.values()) >= 0.7 * len(seen)
 
 
-def test_an_annotated_scan_feeds_the_dataset_builders(synth, bare_copy, tmp_path):
+def test_an_annotated_scan_feeds_the_dataset_builders(synth, bare_copy, label_map, tmp_path):
     scene_dir, boxes_npy, source_ids = bare_copy
     seen = json.loads((synth / "gt" / "objects.json").read_text())["objects"]
     most_seen = max(seen, key=lambda o: o["visible_frames"])["object_id"]
@@ -117,9 +126,6 @@ def test_an_annotated_scan_feeds_the_dataset_builders(synth, bare_copy, tmp_path
     (tmp_path / "refer.json").write_text(json.dumps(refer))
     from scener1.data.annotations import annotate_scannet
 
-    label_map = tmp_path / "labels.tsv"
-    label_map.write_text("id\traw_category\tcategory\tcount\tnyu40id\tnyu40class\n"
-                         + "".join(f"{i}\tthing{i}\tthing{i}\t1\t{i}\tclass{i}\n" for i in range(1, 41)))
     with open_scene(scene_dir) as scene:
         gt, annotation = annotate_scannet(scene, boxes_npy, label_map, tmp_path / "refer.json")
     assert gt == scene_dir / "gt" and not (gt / "room.json").exists()
@@ -149,10 +155,8 @@ def test_an_annotated_scan_feeds_the_dataset_builders(synth, bare_copy, tmp_path
         write_annotations(scene_dir, annotation)
 
 
-def test_annotate_command_reports_bad_input_in_one_line(bare_copy, tmp_path, capsys):
+def test_annotate_command_reports_bad_input_in_one_line(bare_copy, label_map, tmp_path, capsys):
     scene_dir, boxes_npy, _ = bare_copy
-    label_map = tmp_path / "labels.tsv"
-    label_map.write_text("id\traw_category\tcategory\tcount\tnyu40id\tnyu40class\n1\tchair\tchair\t1\t5\tchair\n")
     base = ["annotate", "--scene", str(scene_dir), "--boxes", str(boxes_npy), "--label-map", str(label_map), "--quiet"]
 
     assert main(base) == 0
@@ -219,3 +223,16 @@ def test_real_scannet_frames_agree_with_the_oracle_projections(realdata, tmp_pat
     assert all(o["visible_frames"] > 0 for o in annotation.objects["objects"])
     assert len(ious) >= 30 and missed <= 2 and np.median(ious) >= 0.9 and min(ious) >= 0.5
     assert annotation.frames["size"] == [W, H] and abs(annotation.frames["fps"] - 3.0) < 1e-6
+
+
+def test_a_scan_without_depth_is_refused_in_one_line(bare_copy, label_map, capsys):
+    import cv2
+
+    scene_dir, boxes_npy, _ = bare_copy
+    for png in (scene_dir / "depth").glob("*.png"):
+        cv2.imwrite(str(png), np.zeros(cv2.imread(str(png), cv2.IMREAD_UNCHANGED).shape, np.uint16))
+    argv = ["annotate", "--scene", str(scene_dir), "--boxes", str(boxes_npy), "--label-map", str(label_map), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no valid depth" in err
+    assert not (scene_dir / "gt").exists()
