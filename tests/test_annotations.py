@@ -17,17 +17,11 @@ from scener1.data.camera import color_labels_from_depth, color_mask_to_depth
 from scener1.errors import ConfigError
 from scener1.eval.gt import load_scene_boxes
 from scener1.rl.datasets import build_rows, load_scene_truth
+from scener1.rl.rewards import box_iou
 from scener1.types import Intrinsics
 
 SIZE = (160, 120)
 MIN_PIXELS = 0.004 * SIZE[0] * SIZE[1]  # the image rows' default min_fraction
-
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ evaluated on like a synthetic one (``tools/train_tiny.py``'s data folders, the G
 
 ScanNet annotates objects in 3D only, so which object a pixel shows is derived from geometry: each depth pixel is
 lifted into the axis-aligned frame and belongs to the smallest ground-truth box that holds it (a chair pushed
-under a table is the chair's); pixels within ``floor_margin`` of the floor (the 1st height percentile of the scan's depth) belong to no object. The labels are
-resampled onto the colour image (the depth pixel on the same ray) and boxed as the synthetic instance maps are
-(x2, y2 exclusive). Pixels without depth belong to nothing, so an object's pixel count is that of its measured
-surface (glass and black surfaces count less).
+under a table is the chair's); pixels within ``floor_margin`` of the floor (the 1st height percentile of the scan's
+depth) belong to no object. The labels are resampled onto the colour image (the depth pixel on the same ray) and
+boxed as the synthetic instance maps are (x2, y2 exclusive). Pixels without depth belong to nothing, so an
+object's pixel count is that of its measured surface (glass and black surfaces count less).
 
 Not written, because the annotations do not say: ``room.json`` (door and window; relation facts then come from
 the objects alone), colours (rationales say "the chair"), instance maps (the vision pretraining stage needs
@@ -119,7 +119,7 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
                   progress: bool | str = False) -> ScanAnnotation:
     """The ``gt/`` files of ``scene`` from its ground-truth ``boxes`` (axis-aligned frame; ``names``: nyu40 id ->
     class name) and its ScanRefer ``descriptions`` (other scenes' are ignored)."""
-    from ..synth.writer import frame_objects, visible_intervals
+    from ..synth.writer import aabb_record, frame_objects, visibility_record
 
     s = settings or AnnotationSettings()
     if scene.axis_alignment is None:
@@ -146,19 +146,15 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
     objects = []
     for k in range(len(boxes)):
         lo, hi = box_min[k], box_max[k]
-        seen = np.array([p for p, objs in enumerate(per_frame)
-                         if any(o["object_id"] == k and o["pixels"] >= s.min_pixels for o in objs)], np.int64)
         objects.append({
             "object_id": k,
             "source_object_id": int(boxes.object_ids[k]),
             "category": names.get(int(boxes.labels[k]), f"nyu40:{int(boxes.labels[k])}"),
             "nyu40_id": int(boxes.labels[k]),
             "color": "",
-            "aabb": {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "min": lo.tolist(), "max": hi.tolist()},
+            "aabb": aabb_record(lo, hi),
             "obb": {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "rotation": np.eye(3).tolist()},
-            "visible_intervals": visible_intervals(seen, fps),
-            "visible_frames": int(len(seen)),
-            "first_visible_frame": int(seen[0]) if len(seen) else None,
+            **visibility_record(k, per_frame, fps, s.min_pixels),
         })
     if not any(o["visible_frames"] for o in objects):
         notes.append("no object is seen on any frame: do the boxes belong to this scan?")
@@ -201,14 +197,13 @@ def _check_free(gt: Path, overwrite: bool) -> None:
 def write_annotations(scene_dir: str | Path, annotation: ScanAnnotation, overwrite: bool = False) -> Path:
     """Write ``annotation`` into ``scene_dir/gt/`` (where the readers look); refuses to replace existing files
     unless ``overwrite``. Returns the ``gt`` folder."""
-    import json
+    from ..synth.writer import write_json
 
     gt = Path(scene_dir) / "gt"
     _check_free(gt, overwrite)
-    gt.mkdir(parents=True, exist_ok=True)
     for name, data in (("objects.json", annotation.objects), ("frames.json", annotation.frames),
                        ("scanrefer.json", annotation.scanrefer), ("annotation.json", annotation.info)):
-        (gt / name).write_text(json.dumps(data, indent=1))
+        write_json(gt / name, data)
     return gt
 
 

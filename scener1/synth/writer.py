@@ -133,26 +133,35 @@ def visible_intervals(frames: np.ndarray, fps: float) -> list[list[float]]:
     return [[round(float(s) / fps, 4), round(float(e + 1) / fps, 4)] for s, e in zip(starts, ends)]
 
 
+def aabb_record(lo: np.ndarray, hi: np.ndarray) -> dict:
+    """An axis-aligned box as ``gt/objects.json`` writes it."""
+    return {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "min": lo.tolist(), "max": hi.tolist()}
+
+
+def visibility_record(object_id: int, per_frame: list[list[dict]], fps: float, min_pixels: int) -> dict:
+    """When an object is seen (at least ``min_pixels`` on a frame), as ``gt/objects.json`` writes it."""
+    frames = np.array([i for i, objs in enumerate(per_frame)
+                       if any(d["object_id"] == object_id and d["pixels"] >= min_pixels for d in objs)], dtype=np.int64)
+    return {"visible_intervals": visible_intervals(frames, fps), "visible_frames": int(len(frames)),
+            "first_visible_frame": int(frames[0]) if len(frames) else None}
+
+
 def objects_json(objects, per_frame: list[list[dict]], fps: float, min_pixels: int, name: str) -> dict:
     out = []
     for o in objects:
         lo, hi = o.aabb
         c, s, R = o.obb
-        frames = np.array([i for i, objs in enumerate(per_frame)
-                           if any(d["object_id"] == o.object_id and d["pixels"] >= min_pixels for d in objs)], dtype=np.int64)
         out.append({
             "object_id": o.object_id,
             "instance_id": o.instance_id,
             "category": o.category,
             "nyu40_id": CATEGORIES[o.category].nyu40_id,
             "color": o.color_name,
-            "aabb": {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "min": lo.tolist(), "max": hi.tolist()},
+            "aabb": aabb_record(lo, hi),
             "obb": {"center": c.tolist(), "size": s.tolist(), "rotation": R.tolist()},
             "placement": o.placement,
             "support": o.support,
-            "visible_intervals": visible_intervals(frames, fps),
-            "visible_frames": int(len(frames)),
-            "first_visible_frame": int(frames[0]) if len(frames) else None,
+            **visibility_record(o.object_id, per_frame, fps, min_pixels),
         })
     return {"scene_id": name, "fps": fps, "num_frames": len(per_frame), "visibility_min_pixels": min_pixels,
             "id_convention": "object_id is 0-based (ScanNet/ScanRefer); instance maps store object_id + 1, 0 = none",
