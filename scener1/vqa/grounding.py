@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -183,14 +182,6 @@ class GroundedMention:
 def frame_to_result(scene: Scene) -> np.ndarray:
     """4x4 transform from the scene's world frame to the frame lifted objects are reported in."""
     return np.eye(4) if scene.axis_alignment is None else np.asarray(scene.axis_alignment, np.float64)
-
-
-def box_iou_2d(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def visible_projection(points_world: np.ndarray, depth: np.ndarray, pose: np.ndarray, depth_intrinsics,
@@ -374,13 +365,15 @@ class InstanceGrounder:
 
     def _explained_by(self, det: Detection, built: list[_Building], views: _FrameViews) -> int | None:
         """The instance whose visible points project onto ``det``'s box (2D IoU of the boxes), if any."""
+        from ..rl.rewards import box_iou
+
         best, best_iou = None, 0.0
         for k, inst in enumerate(built):
             seen, uv = views.project(det.position, inst.sample)
             if seen.sum() < 10:
                 continue
             u, v = uv[seen, 0], uv[seen, 1]
-            iou = box_iou_2d((float(u.min()), float(v.min()), float(u.max()) + 1, float(v.max()) + 1), det.box)
+            iou = box_iou((float(u.min()), float(v.min()), float(u.max()) + 1, float(v.max()) + 1), det.box)
             if iou > best_iou:
                 best, best_iou = k, iou
         return best if best_iou >= self.settings.explained_iou else None
