@@ -116,6 +116,23 @@ def test_sens_round_trip(tmp_path):
         assert scene.fps == pytest.approx(30.0, rel=1e-3)
 
 
+def test_depth_alone_is_the_frames_depth_and_checked_like_it(tmp_path):
+    import cv2
+
+    toy = make_frames(4)
+    scan = write_scannet(tmp_path / "scan", toy)
+    with open_scene(scan) as scene:
+        streamed = list(scene.depths([3, 1]))
+        assert [p for p, _ in streamed] == [3, 1]
+        for position, depth in streamed:
+            np.testing.assert_array_equal(depth, scene.frame(position).depth)
+        with pytest.raises(SceneError, match="out of range"):
+            scene.depth(4)
+    cv2.imwrite(str(scan / "depth" / "2.png"), np.zeros((10, 10), np.uint16))
+    with open_scene(scan) as scene, pytest.raises(SceneError, match="depth is 10x10, intrinsics say 64x48"):
+        scene.depth(2)
+
+
 def test_format_override_and_readers_registry(tmp_path):
     toy = make_frames(3)
     root = write_scannet(tmp_path / "scan", toy)

@@ -34,6 +34,7 @@ from .camera import back_project, color_labels_from_depth, transform_points
 if TYPE_CHECKING:
     from ..eval.gt import SceneBoxes
     from ..eval.items import GroundingItem
+    from ..types import Intrinsics
     from .scene import Scene
 
 #: the files :func:`write_annotations` writes under ``gt/`` (and refuses to overwrite unless asked)
@@ -88,9 +89,11 @@ def floor_height(scene: Scene, alignment: np.ndarray, settings: AnnotationSettin
     from .sampling import sample_frames
 
     heights = []
-    for frame in scene.frames(sample_frames(scene.timestamps, scene.valid_poses, max_frames=settings.floor_frames)):
-        depth = frame.depth[::4, ::4]  # every 16th pixel is plenty for a percentile
-        pts = back_project(depth, frame.depth_intrinsics.scaled(depth.shape[1], depth.shape[0]), frame.pose,
+    di = scene.depth_intrinsics
+    for position, depth in scene.depths(sample_frames(scene.timestamps, scene.valid_poses,
+                                                      max_frames=settings.floor_frames)):
+        depth = depth[::4, ::4]  # every 16th pixel is plenty for a percentile
+        pts = back_project(depth, di.scaled(depth.shape[1], depth.shape[0]), scene.poses[position],
                            min_depth=settings.min_depth, max_depth=settings.max_depth)
         heights.append(transform_points(pts, alignment)[:, 2])
     z = np.concatenate(heights) if heights else np.zeros(0)
@@ -99,19 +102,21 @@ def floor_height(scene: Scene, alignment: np.ndarray, settings: AnnotationSettin
     return float(np.percentile(z, 1))
 
 
-def frame_labels(frame: Any, alignment: np.ndarray, box_min: np.ndarray, box_max: np.ndarray, floor_z: float,
+def frame_labels(depth: np.ndarray, pose: np.ndarray, depth_intrinsics: Intrinsics, color_intrinsics: Intrinsics,
+                 alignment: np.ndarray, box_min: np.ndarray, box_max: np.ndarray, floor_z: float,
                  settings: AnnotationSettings) -> np.ndarray:
-    """(H, W) colour-image map of ``object index + 1`` (0 = no object) of one frame (see the module docstring)."""
-    di = frame.depth_intrinsics
+    """(H, W) colour-image map of ``object index + 1`` (0 = no object) of one frame (see the module docstring):
+    only its depth and pose are read."""
+    di = depth_intrinsics
     labels = np.zeros((di.height, di.width), np.int64)
-    if frame.pose_valid:
-        pts, rows, cols = back_project(frame.depth, di, frame.pose, min_depth=settings.min_depth,
+    if np.isfinite(pose).all():
+        pts, rows, cols = back_project(depth, di, pose, min_depth=settings.min_depth,
                                        max_depth=settings.max_depth, return_pixels=True)
         aligned = transform_points(pts.astype(np.float64), alignment)
         index = label_points(aligned, box_min, box_max)
         index[aligned[:, 2] < floor_z + settings.floor_margin] = -1
         labels[rows, cols] = index + 1
-    return color_labels_from_depth(labels, frame.color_intrinsics, di)
+    return color_labels_from_depth(labels, color_intrinsics, di)
 
 
 def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
@@ -140,8 +145,9 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
     floor_z = floor_height(scene, alignment, s)
 
     per_frame: list[list[dict[str, Any]]] = []
-    for frame in scene.frames(progress=progress):
-        per_frame.append(frame_objects(frame_labels(frame, alignment, box_min, box_max, floor_z, s)))
+    for position, depth in scene.depths(progress=progress):  # colour is never decoded
+        per_frame.append(frame_objects(frame_labels(depth, scene.poses[position], scene.depth_intrinsics,
+                                                    scene.color_intrinsics, alignment, box_min, box_max, floor_z, s)))
 
     objects = []
     for k in range(len(boxes)):

@@ -126,6 +126,29 @@ class Scene(abc.ABC):
             raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
         return self._make_frame(position, self._read_color(position), self._read_depth(position))
 
+    def depth(self, position: int) -> np.ndarray:
+        """Decode only the depth image at ``position`` (metres, float32): for work that never looks at colour,
+        which is most of a frame's decoding time."""
+        if not 0 <= position < len(self):
+            raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
+        depth = self._read_depth(position)
+        self._check_depth(position, depth)
+        return depth
+
+    def depths(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(position, depth)`` at ``positions`` (all by default), like :meth:`frames` without colour."""
+        positions = list(range(len(self))) if positions is None else [int(p) for p in positions]
+        for p in _progress(positions, progress):
+            yield p, self.depth(p)
+
+    def _check_depth(self, position: int, depth: np.ndarray) -> None:
+        di = self.depth_intrinsics
+        if depth.shape != (di.height, di.width):
+            raise SceneError(
+                f"{self.path}: frame {self.frame_ids[position]} depth is {depth.shape[1]}x{depth.shape[0]}, "
+                f"intrinsics say {di.width}x{di.height}"
+            )
+
     def _make_frame(self, position: int, color: np.ndarray, depth: np.ndarray) -> Frame:
         """Check decoded images against the intrinsics and wrap them in a :class:`Frame`."""
         ci, di = self.color_intrinsics, self.depth_intrinsics
@@ -134,11 +157,7 @@ class Scene(abc.ABC):
                 f"{self.path}: frame {self.frame_ids[position]} colour is {color.shape[1]}x{color.shape[0]}, "
                 f"intrinsics say {ci.width}x{ci.height}"
             )
-        if depth.shape != (di.height, di.width):
-            raise SceneError(
-                f"{self.path}: frame {self.frame_ids[position]} depth is {depth.shape[1]}x{depth.shape[0]}, "
-                f"intrinsics say {di.width}x{di.height}"
-            )
+        self._check_depth(position, depth)
         return Frame(
             index=int(self.frame_ids[position]),
             timestamp=float(self.timestamps[position]),
