@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from scener1.rl.evaluate import score_image_answer, score_temporal_answer, summarise
+from scener1.rl.evaluate import listing_matches, score_detect_answer, score_image_answer, score_temporal_answer, summarise
 
 IMAGE_ROW = {"task": "image", "query": "the lamp", "image_size": [320, 240], "box": [80.0, 60.0, 240.0, 180.0]}
 TEMPORAL_ROW = {"task": "temporal", "query": "the lamp", "spans": [[2.0, 4.0]], "duration": 10.0}
@@ -54,6 +55,42 @@ def test_absent_rows_are_scored_apart_from_the_others():
     assert metrics["image/said_absent"] == pytest.approx(0.5)
 
 
+def listing(items: list[tuple[list[int], str]]) -> str:
+    return "<answer>[" + ", ".join(f'{{"bbox_2d": {b}, "label": "{label}"}}' for b, label in items) + "]</answer>"
+
+
+def test_listing_matches_one_to_one_by_label_and_centre():
+    chair, table = ([0, 0, 100, 100], "chair"), ([100, 0, 200, 100], "table")
+    assert listing_matches([chair, table], [chair, table]) == 2
+    assert listing_matches([([10, 10, 50, 50], "table")], [chair]) == 0  # right place, wrong name
+    assert listing_matches([([150, 0, 250, 100], "chair")], [chair]) == 0  # centre outside the box
+    # two listed boxes on one chair count once; the other chair of the frame is missed
+    assert listing_matches([chair, ([10, 10, 60, 60], "chair")], [chair, ([300, 0, 400, 100], "chair")]) == 1
+    # the assignment takes the most matches, not the best single IoU: the big box may only serve the big chair
+    big, small = ([0, 0, 200, 200], "chair"), ([40, 40, 60, 60], "chair")
+    assert listing_matches([([0, 0, 200, 200], "chair"), ([45, 45, 55, 55], "chair")], [small, big]) == 2
+    assert listing_matches([], [chair]) == 0 and listing_matches([chair], []) == 0
+
+
+def test_detection_rows_score_precision_and_recall_over_all_rows():
+    row = {"task": "detect", "query": "", "image_size": [320, 240], "model_image_size": [256, 192],
+           "box_coordinates": "resized_pixels",
+           "completion": [{"role": "assistant", "content": listing([([0, 0, 64, 64], "chair"),
+                                                                    ([128, 0, 256, 96], "table")])}]}
+    both = score_detect_answer(listing([([4, 4, 60, 60], "chair"), ([130, 2, 250, 90], "table")]), row, (256, 192),
+                               "resized_pixels")
+    assert both.counts == (2, 2, 2) and both.hit and both.format_ok and both.score == 1.0
+    # the table listed as a lamp, and a sofa that is not there
+    half = score_detect_answer(listing([([4, 4, 60, 60], "chair"), ([130, 2, 250, 90], "lamp"),
+                                        ([0, 100, 50, 150], "sofa")]), row, (256, 192), "resized_pixels")
+    assert half.counts == (1, 3, 2) and not half.hit and half.score == pytest.approx(2 / 5)
+    broken = score_detect_answer("I see a chair", row, (256, 192), "resized_pixels")
+    assert broken.counts == (0, 0, 2) and not broken.format_ok and broken.to_dict()["true"] == 2
+    metrics = summarise([both, half, broken])
+    assert metrics["detect/n"] == 3 and metrics["detect/precision"] == pytest.approx(3 / 5)
+    assert metrics["detect/recall"] == pytest.approx(3 / 6) and metrics["detect/format"] == pytest.approx(2 / 3)
+
+
 def test_blind_baseline_answers_the_whole_frame_and_the_whole_video():
     from scener1.rl.benchmark import blind_metrics, markdown_report
 
@@ -88,7 +125,7 @@ def test_heldout_rows_add_absent_rows_only_for_models_asked_for_them(tmp_path):
 
     scene = generate_scene(tmp_path / "scenes", seed=9, frames=24, size=(160, 120), fps=8.0)
     model = build_tiny_vlm(tmp_path / "m", "qwen3_vl", seed=1)
-    settings = benchmark.HeldoutSettings(image_rows=6, temporal_rows=2, absent_rows=3)
+    settings = benchmark.HeldoutSettings(image_rows=6, temporal_rows=2, absent_rows=3, detect_rows=0)
     plain = benchmark.heldout_rows([scene], model, settings)
     assert not any(r["absent"] for r in plain if r["task"] == "image")
     write_model_prompt_info(model, "v2", "resized_pixels")
@@ -97,6 +134,9 @@ def test_heldout_rows_add_absent_rows_only_for_models_asked_for_them(tmp_path):
     assert len(absent) == 3 and all(r["box"] is None for r in absent)
     # the other rows are the same items (their prompts now in v2's wording)
     assert [(r["query"], r["positions"]) for r in rows[:8]] == [(r["query"], r["positions"]) for r in plain]
+    # listing rows come last and leave the other items as they were
+    listed = benchmark.heldout_rows([scene], model, replace(settings, detect_rows=4))
+    assert [r["task"] for r in listed[len(rows):]] == ["detect"] * 4 and listed[: len(rows)] == rows
     table = benchmark.markdown_report({"m": {"image/absent_acc": 0.5}}, {"absent rows": 3})
     assert "| image/absent_acc |  | 0.500 |" in table and "absent rows 3" in table
 
@@ -112,13 +152,17 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
                                                                                             seed=2)}
     settings = benchmark.HeldoutSettings(image_rows=3, temporal_rows=1, pipeline_queries=1, batch_size=4,
                                          max_new_tokens=8, pipeline_overrides=("lifting.max_frames=4",),
-                                         reliance_rows=2)
+                                         reliance_rows=2, detect_rows=2, detect_max_new_tokens=8)
     report = benchmark.compare_models(models, [scene], settings, tmp_path / "eval", progress=False)
     assert set(report["results"]) == {"a", "b"} and report["counts"]["image rows"] == 3
     assert report["baselines"]["blind"]["image/n"] == 3 and "*blind*" in (tmp_path / "eval" / "report.md").read_text()
     first = [json.loads(x) for x in (tmp_path / "eval" / "predictions_a.jsonl").read_text().splitlines()]
     second = [json.loads(x) for x in (tmp_path / "eval" / "predictions_b.jsonl").read_text().splitlines()]
-    assert [p["query"] for p in first] == [p["query"] for p in second] and len(first) == 5
+    assert [p["query"] for p in first] == [p["query"] for p in second] and len(first) == 7
+    # the listing rows: every object of the frame counted, the model's boxes matched against them
+    listed = [p for p in first if p["task"] == "detect"]
+    assert len(listed) == 2 and all(p["true"] >= 1 for p in listed) and report["counts"]["detection rows"] == 2
+    assert report["results"]["a"]["detect/recall"] == sum(p["matched"] for p in listed) / sum(p["true"] for p in listed)
     assert first[-1]["task"] == "pipeline" and "iou" in first[-1]
     # a generated scene has per-frame truth: the pipeline's chosen frame is checked against it
     assert isinstance(first[-1]["target_seen"], bool) and isinstance(first[-1]["pointing"], bool)

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reliance-rows", type=int, default=0,
                         help="also answer this many image rows on mirrored and on grey frames: do boxes follow the "
                              "picture? (reliance/* figures)")
+    parser.add_argument("--detect-rows", type=int, default=100,
+                        help="frames whose every object the model is asked to list (detect/precision, detect/recall)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                   [str(p) for p in scene_dirs(root)])
         settings = HeldoutSettings(image_rows=args.image_rows, temporal_rows=args.temporal_rows,
                                    pipeline_queries=args.pipeline_queries, batch_size=args.batch_size, seed=args.seed,
-                                   reliance_rows=args.reliance_rows,
+                                   reliance_rows=args.reliance_rows, detect_rows=args.detect_rows,
                                    pipeline_overrides=tuple(args.overrides))
         out = args.out or args.work / "eval"
         compare_models(models, scenes, settings, out)

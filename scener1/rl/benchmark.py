@@ -4,6 +4,8 @@ For each model, on the same held-out scenes, the same rows and the same greedy d
 
 - image grounding (``image/acc@0.5``, ``image/pointing``, ``image/miou``) and temporal grounding
   (``temporal/miou``) on a fixed random subset of the scenes' rows (:mod:`scener1.rl.evaluate`);
+- the object listing the VQA heads read (``detect/precision``, ``detect/recall``) on a fixed subset of the
+  scenes' frames, every object covering 0.4 % of the frame counted;
 - the full pipeline (temporal -> image -> geometric tracker -> lifting, :class:`scener1.pipeline.Pipeline`
   with its default settings) on a fixed subset of the scenes' referring expressions, scored like ScanRefer:
   ``3d/acc@0.25`` and ``3d/acc@0.5`` (IoU of the axis-aligned box with the object's true box; a query that
@@ -32,7 +34,8 @@ HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
 #: Shown when measured: where the pipeline lost its queries (:func:`evaluate_pipeline`) and the answers on frames
 #: without the target (models whose prompts allow "not in the image").
-DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "image/absent_acc", "image/said_absent")
+DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "image/absent_acc", "image/said_absent", "detect/precision",
+               "detect/recall")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
@@ -48,9 +51,12 @@ class HeldoutSettings:
     pipeline_overrides: tuple[str, ...] = ()  # key=value settings of the pipeline (configs/default.yaml)
     reliance_rows: int = 0  # image rows also answered on mirrored and grey frames (0: not measured)
     absent_rows: int = 100  # image rows on frames without the target (models whose prompts allow "[]")
+    detect_rows: int = 100  # frames whose every object the model is asked to list (the VQA heads' listing)
+    detect_max_new_tokens: int = 320  # a listing is longer than one box
 
     def __post_init__(self) -> None:
-        if min(self.image_rows, self.temporal_rows, self.pipeline_queries, self.reliance_rows, self.absent_rows) < 0:
+        if min(self.image_rows, self.temporal_rows, self.pipeline_queries, self.reliance_rows, self.absent_rows,
+               self.detect_rows) < 0:
             raise ConfigError("row and query counts must be >= 0")
 
 
@@ -64,25 +70,30 @@ def pick(items: Sequence[Any], count: int, seed: int) -> list[Any]:
 
 def heldout_rows(scenes: Sequence[str | Path], model_dir: str | Path, settings: HeldoutSettings) -> list[dict]:
     """The rows a model is scored on: referring-expression rows (difficulty 1) of both tasks, and for a model
-    whose prompts allow the answer "not in the image" also image rows on frames without the target."""
+    whose prompts allow the answer "not in the image" also image rows on frames without the target, and detection
+    rows (every object of a frame, not only the 8 largest that training rows list)."""
     from ..models.training import (
         load_processor,
         model_box_convention,
         processor_image_size,
     )
     from ..prompts import get_prompts
-    from .datasets import ImageTaskSettings, build_rows
+    from .datasets import DetectionTaskSettings, ImageTaskSettings, build_rows
 
     version, convention = model_box_convention(model_dir)
     # absent rows are appended after the others, which stay the same rows whether or not they are built
     absent_share = 0.25 if settings.absent_rows and get_prompts(version).absent_answer else 0.0
-    rows = build_rows(scenes, convention=convention, model_image_size=processor_image_size(load_processor(model_dir)),
-                      image=ImageTaskSettings(absent_share=absent_share), prompt_version=version)
+    tasks = ("image", "temporal", "detect") if settings.detect_rows else ("image", "temporal")
+    rows = build_rows(scenes, tasks=tasks, convention=convention,
+                      model_image_size=processor_image_size(load_processor(model_dir)),
+                      image=ImageTaskSettings(absent_share=absent_share), detect=DetectionTaskSettings(max_objects=64),
+                      prompt_version=version)
     ones = [r for r in rows if r["difficulty"] == 1]
     image = pick([r for r in ones if r["task"] == "image" and not r["absent"]], settings.image_rows, settings.seed)
     temporal = pick([r for r in ones if r["task"] == "temporal"], settings.temporal_rows, settings.seed + 1)
     absent = pick([r for r in ones if r["task"] == "image" and r["absent"]], settings.absent_rows, settings.seed + 3)
-    return image + temporal + absent
+    detect = pick([r for r in rows if r["task"] == "detect"], settings.detect_rows, settings.seed + 4)
+    return image + temporal + absent + detect
 
 
 def pipeline_queries(scenes: Sequence[str | Path], count: int, seed: int) -> list[dict[str, Any]]:
@@ -209,9 +220,15 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
 
     vlm = load_vlm(model_dir, batch_size=settings.batch_size)
     frames = FrameSource()
+    listings = [r for r in rows if r["task"] == "detect"]
+    rows = [r for r in rows if r["task"] != "detect"]
     report = evaluate_rows(vlm, rows, frames, max_new_tokens=settings.max_new_tokens, progress=progress)
     metrics = dict(report.metrics)
     metrics.update(snapped_metrics(rows, report.results, frames))
+    listed = evaluate_rows(vlm, listings, frames, max_new_tokens=settings.detect_max_new_tokens,
+                           progress=progress) if listings else None
+    if listed is not None:
+        metrics.update(listed.metrics)
     if settings.reliance_rows:  # the first image rows, whose answers on the real frames are already in
         image = [(r, a) for r, a in zip(rows, report.results, strict=True) if r["task"] == "image"
                  and not r.get("absent")]
@@ -219,7 +236,7 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
         metrics.update(image_reliance(vlm, [r for r, _ in image], frames, max_new_tokens=settings.max_new_tokens,
                                       progress=progress, plain=[a for _, a in image]))
     frames.close()
-    predictions = [r.to_dict() for r in report.results]
+    predictions = [r.to_dict() for r in report.results + (listed.results if listed is not None else ())]
     if queries:
         pipeline_metrics, pipeline_items = evaluate_pipeline(model_dir, queries, settings.pipeline_overrides, progress)
         metrics.update(pipeline_metrics)
@@ -287,6 +304,8 @@ def compare_models(models: Mapping[str, str | Path], scenes: Sequence[str | Path
               "pipeline queries": len(queries), "scenes": len(scenes)}
     if any(r.get("absent") for r in rows):
         counts["absent rows"] = sum(bool(r.get("absent")) for r in rows)
+    if any(r["task"] == "detect" for r in rows):
+        counts["detection rows"] = sum(r["task"] == "detect" for r in rows)
     baselines = {"blind": blind_metrics(rows)}
     report = {"settings": asdict(settings), "scenes": [Path(s).name for s in scenes], "counts": counts,
               "models": {k: str(v) for k, v in models.items()}, "results": results, "baselines": baselines,

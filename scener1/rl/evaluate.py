@@ -12,8 +12,12 @@ Metrics (``image/...`` over image rows, ``temporal/...`` over temporal rows; an 
   "not in the image" (``[]``); ``image/said_absent``: the share of the other rows answered so (the image
   figures above are over those other rows only);
 - ``temporal/miou``: mean IoU of the span with the best of the target's clearly-seen intervals;
+- ``detect/precision``, ``detect/recall``: on detection rows (list every object of a frame), the share of listed
+  boxes, and of the frame's objects, in a one-to-one match where a listed box's centre lies inside the true box
+  of an object with the same label (the test the VQA heads' listing needs: the right object, by name);
 - ``vqa/score``: mean benchmark score of VQA answers (MRA for numeric types, exact match otherwise);
-- ``*/format``: share of answers in the exact ``<think>..</think><answer>..</answer>`` form that parse.
+- ``detect/format``: share of listings in ``<answer>`` tags whose boxes are all usable and labelled;
+- ``*/format`` (the others): share of answers in the exact ``<think>..</think><answer>..</answer>`` form that parse.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class RowResult:
     prediction: tuple[float, ...] | None
     absent: bool = False  # an image row on a frame without the target
     said_absent: bool = False  # the answer was "not in the image" ([])
+    counts: tuple[int, int, int] | None = None  # detection rows: (matched, listed, true) objects
 
     def to_dict(self) -> dict[str, Any]:
         out = {"task": self.task, "query": self.query, "answer": self.answer, "score": round(self.score, 4),
@@ -46,6 +51,8 @@ class RowResult:
                "prediction": None if self.prediction is None else [round(float(v), 2) for v in self.prediction]}
         if self.absent or self.said_absent:
             out.update(absent=self.absent, said_absent=self.said_absent)
+        if self.counts is not None:
+            out["matched"], out["listed"], out["true"] = self.counts
         return out
 
 
@@ -71,6 +78,44 @@ def score_image_answer(text: str, row: Mapping[str, Any], model_size: tuple[int,
     inside = target[0] <= cx < target[2] and target[1] <= cy < target[3]
     return RowResult("image", row["query"], text, box_iou(parsed.value, target), parsed.format_ok, inside,
                      tuple(parsed.value))
+
+
+def listing_matches(listed: Sequence[tuple[Sequence[float], str | None]],
+                    truth: Sequence[tuple[Sequence[float], str]]) -> int:
+    """How many listed ``(box, label)`` pairs match true ones one to one, a match being the same label and the
+    listed box's centre inside the true box. The assignment (scipy's Hungarian solver) takes as many matches as
+    possible and, among those, the largest total IoU."""
+    if not listed or not truth:
+        return 0
+    from scipy.optimize import linear_sum_assignment
+
+    tie_break = 1.0 / (min(len(listed), len(truth)) + 1)  # IoU never outweighs one more match
+    weight = np.zeros((len(listed), len(truth)))
+    for i, (box, label) in enumerate(listed):
+        cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+        for j, (true_box, true_label) in enumerate(truth):
+            if label == true_label and true_box[0] <= cx < true_box[2] and true_box[1] <= cy < true_box[3]:
+                weight[i, j] = 1.0 + tie_break * box_iou(box, true_box)
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    return int((weight[rows, cols] > 0).sum())
+
+
+def score_detect_answer(text: str, row: Mapping[str, Any], model_size: tuple[int, int] | None,
+                        convention: str) -> RowResult:
+    """A listing of every object on the frame against the row's own answer (the objects it was built from)."""
+    reference = parse_box(row["completion"][0]["content"],
+                          box_geometry(row["image_size"], row.get("model_image_size"), row.get("box_coordinates")))
+    truth = [(b.box, b.label or "") for b in reference.boxes]
+    parsed = parse_box(text, box_geometry(row["image_size"], model_size, convention))
+    listed = [(b.box, b.label) for b in parsed.boxes]
+    matched = listing_matches(listed, truth)
+    f1 = 2.0 * matched / (len(listed) + len(truth)) if listed or truth else 1.0
+    # a listing has no <think> part: well formed is an <answer> whose boxes are all usable and labelled
+    well_formed = (parsed.answer is not None and not parsed.rejected and len(listed) == len(parsed.raw_boxes)
+                   and all(label for _, label in listed) and (bool(listed) or parsed.absent))
+    return RowResult("detect", row["query"], text, f1, well_formed,
+                     bool(truth) and matched == len(truth) == len(listed), None,
+                     counts=(matched, len(listed), len(truth)))
 
 
 def score_temporal_answer(text: str, row: Mapping[str, Any]) -> RowResult:
@@ -111,6 +156,13 @@ def summarise(results: Sequence[RowResult]) -> dict[str, float]:
             metrics["image/said_absent"] = float(np.mean([r.said_absent for r in own]))
         elif task == "temporal":
             metrics["temporal/acc@0.5"] = float((scores >= 0.5).mean())
+    listings = [r.counts for r in results if r.task == "detect" and r.counts is not None]
+    if listings:
+        matched, listed, true = (sum(c[k] for c in listings) for k in range(3))
+        metrics["detect/n"] = float(len(listings))
+        metrics["detect/precision"] = matched / listed if listed else 0.0
+        metrics["detect/recall"] = matched / true if true else 0.0
+        metrics["detect/format"] = float(np.mean([r.format_ok for r in results if r.task == "detect"]))
     return metrics
 
 
@@ -140,6 +192,9 @@ def evaluate_rows(vlm: Any, rows: Sequence[Mapping[str, Any]], frames: Any, *, m
                 results[i] = score_temporal_answer(answer.text, row)
             elif row["task"] == "vqa":
                 results[i] = score_vqa_answer(answer.text, row)
+            elif row["task"] == "detect":
+                size = answer.image_sizes[0] if answer.image_sizes else None
+                results[i] = score_detect_answer(answer.text, row, size, vlm.box_coordinates)
             else:
                 size = answer.image_sizes[0] if answer.image_sizes else None
                 results[i] = score_image_answer(answer.text, row, size, vlm.box_coordinates)
