@@ -116,21 +116,29 @@ def test_sens_round_trip(tmp_path):
         assert scene.fps == pytest.approx(30.0, rel=1e-3)
 
 
-def test_depth_alone_is_the_frames_depth_and_checked_like_it(tmp_path):
+def test_colour_or_depth_alone_is_the_frames_and_checked_like_it(tmp_path):
     import cv2
 
     toy = make_frames(4)
     scan = write_scannet(tmp_path / "scan", toy)
     with open_scene(scan) as scene:
-        streamed = list(scene.depths([3, 1]))
-        assert [p for p, _ in streamed] == [3, 1]
-        for position, depth in streamed:
-            np.testing.assert_array_equal(depth, scene.frame(position).depth)
-        with pytest.raises(SceneError, match="out of range"):
-            scene.depth(4)
+        depths, colors = list(scene.depths([3, 1])), list(scene.colors([3, 1]))
+        assert [p for p, _ in depths] == [p for p, _ in colors] == [3, 1]
+        for (position, depth), (_, color) in zip(depths, colors):
+            frame = scene.frame(position)
+            np.testing.assert_array_equal(depth, frame.depth)
+            np.testing.assert_array_equal(color, frame.color)
+        for read in (scene.depth, scene.color):
+            with pytest.raises(SceneError, match="out of range"):
+                read(4)
     cv2.imwrite(str(scan / "depth" / "2.png"), np.zeros((10, 10), np.uint16))
-    with open_scene(scan) as scene, pytest.raises(SceneError, match="depth is 10x10, intrinsics say 64x48"):
-        scene.depth(2)
+    cv2.imwrite(str(scan / "color" / "1.png"), np.zeros((12, 10, 3), np.uint8))
+    with open_scene(scan) as scene:
+        with pytest.raises(SceneError, match="depth is 10x10, intrinsics say 64x48"):
+            scene.depth(2)
+        with pytest.raises(SceneError, match="colour is 10x12, intrinsics say"):
+            scene.color(1)
+        assert scene.color(2).shape[:2] == (scene.color_intrinsics.height, scene.color_intrinsics.width)
 
 
 def test_format_override_and_readers_registry(tmp_path):

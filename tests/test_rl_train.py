@@ -129,6 +129,10 @@ def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
     assert grpo.loss_type == "dapo" and grpo.beta == 0.0 and grpo.use_cpu
     sft = SFTStageConfig(output_dir=str(tmp_path), total_rows=100, batch_size=10, device="cpu").to_trl()
     assert sft.max_steps == 10 and not sft.remove_unused_columns and not sft.bf16
+    # activation checkpointing follows the stage config both ways (TRL's own default is on)
+    assert not sft.gradient_checkpointing and not grpo.gradient_checkpointing
+    for stage in (SFTStageConfig, GRPOStageConfig):
+        assert stage(output_dir=str(tmp_path), device="cpu", gradient_checkpointing=True).to_trl().gradient_checkpointing
     # bf16 autocast on CPU is opt-in (the tiny recipe uses it); unknown precisions are refused
     sft_bf16 = SFTStageConfig(output_dir=str(tmp_path), device="cpu", precision="bf16").to_trl()
     assert sft_bf16.bf16 and sft_bf16.use_cpu and not sft_bf16.fp16

@@ -122,42 +122,59 @@ class Scene(abc.ABC):
 
     def frame(self, position: int) -> Frame:
         """Decode the frame at ``position`` (0-based, in recording order)."""
-        if not 0 <= position < len(self):
-            raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
+        self._check_position(position)
         return self._make_frame(position, self._read_color(position), self._read_depth(position))
+
+    def color(self, position: int) -> np.ndarray:
+        """Decode only the colour image at ``position`` ((H, W, 3) uint8 RGB): for work that never reads depth
+        (the VLM stages, training batches)."""
+        self._check_position(position)
+        color = self._read_color(position)
+        self._check_size(position, "colour", color.shape[:2], self.color_intrinsics)
+        return color
 
     def depth(self, position: int) -> np.ndarray:
         """Decode only the depth image at ``position`` (metres, float32): for work that never looks at colour,
         which is most of a frame's decoding time."""
-        if not 0 <= position < len(self):
-            raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
+        self._check_position(position)
         depth = self._read_depth(position)
-        self._check_depth(position, depth)
+        self._check_size(position, "depth", depth.shape, self.depth_intrinsics)
         return depth
+
+    def frames(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[Frame]:
+        """Stream frames at ``positions`` (all by default), decoding one at a time."""
+        for p in _progress(self._positions(positions), progress):
+            yield self.frame(p)
+
+    def colors(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(position, colour)`` at ``positions`` (all by default), like :meth:`frames` without depth."""
+        for p in _progress(self._positions(positions), progress):
+            yield p, self.color(p)
 
     def depths(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(position, depth)`` at ``positions`` (all by default), like :meth:`frames` without colour."""
-        positions = list(range(len(self))) if positions is None else [int(p) for p in positions]
-        for p in _progress(positions, progress):
+        for p in _progress(self._positions(positions), progress):
             yield p, self.depth(p)
 
-    def _check_depth(self, position: int, depth: np.ndarray) -> None:
-        di = self.depth_intrinsics
-        if depth.shape != (di.height, di.width):
+    def _positions(self, positions: Iterable[int] | None) -> list[int]:
+        return list(range(len(self))) if positions is None else [int(p) for p in positions]
+
+    def _check_position(self, position: int) -> None:
+        if not 0 <= position < len(self):
+            raise SceneError(f"{self.path}: frame position {position} out of range 0..{len(self) - 1}")
+
+    def _check_size(self, position: int, kind: str, shape: tuple[int, ...], intrinsics: Intrinsics) -> None:
+        if tuple(shape[:2]) != (intrinsics.height, intrinsics.width):
             raise SceneError(
-                f"{self.path}: frame {self.frame_ids[position]} depth is {depth.shape[1]}x{depth.shape[0]}, "
-                f"intrinsics say {di.width}x{di.height}"
+                f"{self.path}: frame {self.frame_ids[position]} {kind} is {shape[1]}x{shape[0]}, "
+                f"intrinsics say {intrinsics.width}x{intrinsics.height}"
             )
 
     def _make_frame(self, position: int, color: np.ndarray, depth: np.ndarray) -> Frame:
         """Check decoded images against the intrinsics and wrap them in a :class:`Frame`."""
         ci, di = self.color_intrinsics, self.depth_intrinsics
-        if color.shape[:2] != (ci.height, ci.width):
-            raise SceneError(
-                f"{self.path}: frame {self.frame_ids[position]} colour is {color.shape[1]}x{color.shape[0]}, "
-                f"intrinsics say {ci.width}x{ci.height}"
-            )
-        self._check_depth(position, depth)
+        self._check_size(position, "colour", color.shape[:2], ci)
+        self._check_size(position, "depth", depth.shape, di)
         return Frame(
             index=int(self.frame_ids[position]),
             timestamp=float(self.timestamps[position]),
@@ -167,12 +184,6 @@ class Scene(abc.ABC):
             depth_intrinsics=di,
             pose=self.poses[position].copy(),
         )
-
-    def frames(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[Frame]:
-        """Stream frames at ``positions`` (all by default), decoding one at a time."""
-        positions = list(range(len(self))) if positions is None else [int(p) for p in positions]
-        for p in _progress(positions, progress):
-            yield self.frame(p)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-serialisable description (what ``scener1 info`` prints)."""

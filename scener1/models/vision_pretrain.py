@@ -136,7 +136,7 @@ class DenseBatches:
     def _color(self, k: int, p: int, flip: bool) -> np.ndarray:
         from ..rl.datasets import mirror_image
 
-        image = self.frames.scene(str(self.truths[k].path)).frame(p).color
+        image = self.frames.scene(str(self.truths[k].path)).color(p)
         return mirror_image(image) if flip else image
 
     def _targets(self, k: int, p: int, size: tuple[int, int], flip: bool) -> Any:

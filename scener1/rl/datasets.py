@@ -761,7 +761,7 @@ class FrameSource:
 
     def image(self, row: dict[str, Any]) -> np.ndarray:
         """The colour frame of an image row, (H, W, 3) uint8 RGB (mirrored left-right for a mirrored row)."""
-        color = self.scene(row["scene"]).frame(int(row["positions"][0])).color
+        color = self.scene(row["scene"]).color(int(row["positions"][0]))
         return mirror_image(color) if row.get("mirrored") else color
 
     def clip(self, row: dict[str, Any]) -> Any:
@@ -773,7 +773,7 @@ class FrameSource:
             self._clips.move_to_end(key)
             return self._clips[key]
         scene = self.scene(row["scene"])
-        frames = [f.color for f in scene.frames(list(row["positions"]))]
+        frames = [color for _, color in scene.colors(row["positions"])]
         settings = self.vqa if row["task"] == "vqa" else self.temporal
         clip = build_video_clip(frames, np.asarray(row["timestamps"], float), settings)
         self._clips[key] = clip

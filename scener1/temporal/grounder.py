@@ -29,7 +29,7 @@ class TemporalGrounder:
         queries = [clean_query(q) for q in queries]
         times = scene.timestamps - scene.timestamps[0]
         positions = sample_video_positions(times, self.settings)
-        frames = [f.color for f in scene.frames(positions)]
+        frames = [color for _, color in scene.colors(positions)]
         clip = build_video_clip(frames, times[positions], self.settings)
         messages = [temporal_messages(q, clip.timestamps, self.vlm.prompt_version) for q in queries]
         answers = self.vlm.generate([ChatRequest(m, videos=(clip,)) for m in messages], self.settings.generation)

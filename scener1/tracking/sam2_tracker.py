@@ -245,7 +245,7 @@ class SAM2Tracker:
         import cv2  # lazy
 
         for i, p in enumerate(window):
-            rgb = scene.frame(p).color
+            rgb = scene.color(p)
             ok = cv2.imwrite(str(folder / f"{i}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                              [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if not ok:

@@ -155,7 +155,7 @@ class VLMAnswerer:
         clip_settings = s.clip_settings()
         times = scene.timestamps - scene.timestamps[0]
         positions = sample_video_positions(times, clip_settings)
-        clip = build_video_clip([f.color for f in scene.frames(positions)], times[positions], clip_settings)
+        clip = build_video_clip([c for _, c in scene.colors(positions)], times[positions], clip_settings)
         messages = [vqa_messages(rq.question, clip.timestamps, answer_kind(rq),
                                  [f"{o.letter}. {o.text}" for o in rq.options], facts, situation, s.prompt_version)
                     for rq, facts, situation in items]
