@@ -32,7 +32,9 @@ class ImageSettings:
 
     ``video_candidates`` more frames, spread over the video outside the temporal span, join the vote with
     their confidence scaled by ``video_weight``: a span that misses the object (a weak temporal stage) can
-    then be outvoted by frames that show it, while a span that holds it still counts for more.
+    then be outvoted by frames that show it (with ``video_weight`` below 1 a span that holds it counts for more).
+    Off here, so that a grounder asked about given frames looks at those only; the pipeline's configuration
+    (``configs/default.yaml``) turns it on, because Scene-R1-tiny's temporal stage is its weaker one.
     """
 
     num_candidates: int = 4

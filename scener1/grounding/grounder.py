@@ -67,7 +67,7 @@ class ImageGrounder:
     def outside_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame]) -> list[tuple[Frame, bool]]:
         """``video_candidates`` frames spread over the video outside the span ``positions`` (none when the
         span covers the whole video)."""
-        if self.settings.video_candidates <= 0:  # the default: no need to list a long video's other frames
+        if self.settings.video_candidates <= 0:  # no need to list a long video's other frames
             return []
         outside = np.setdiff1d(np.arange(len(scene)), positions)
         return self.select_frames(scene, outside, cache, self.settings.video_candidates)
