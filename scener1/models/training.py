@@ -25,6 +25,18 @@ from transformers import TrainerCallback
 from .vlm import ChatRequest, video_kwargs
 
 
+def checkpointing_arguments(enabled: bool) -> dict[str, Any]:
+    """Trainer arguments that turn activation checkpointing on or off, always given: TRL's configs default it to
+    on. transformers 5 calls it ``activation_checkpointing`` and warns about the old name, which older versions
+    still need."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing": enabled}
+
+
 def processor_image_size(processor: Any) -> Callable[[int, int], tuple[int, int]]:
     """``(width, height) -> (width, height)`` after the processor's resize, found by running it (cached)."""
     cache: dict[tuple[int, int], tuple[int, int]] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,15 +53,11 @@ def _device_flags(device: str, precision: str = "auto") -> dict[str, Any]:
 
 
 def _checkpointing(enabled: bool) -> dict[str, Any]:
-    """The trainer arguments that turn activation checkpointing on or off.
+    # always passed: TRL defaults it to on, so leaving it out when unwanted kept it on (a quarter of a tiny model's
+    # CPU step went to recomputing activations)
+    from ..models.training import checkpointing_arguments
 
-    Always passed: TRL's configs default it to on, so leaving it out when unwanted kept it on (a quarter of a tiny
-    model's CPU step went to recomputing activations). transformers 5 calls it ``activation_checkpointing`` and
-    warns about the old name, which older versions still need."""
-    from transformers import TrainingArguments
-
-    known = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return {"activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing": enabled}
+    return checkpointing_arguments(enabled)
 
 
 @dataclass
