@@ -124,7 +124,7 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
                   progress: bool | str = False) -> ScanAnnotation:
     """The ``gt/`` files of ``scene`` from its ground-truth ``boxes`` (axis-aligned frame; ``names``: nyu40 id ->
     class name) and its ScanRefer ``descriptions`` (other scenes' are ignored)."""
-    from ..synth.writer import aabb_record, frame_objects, visibility_record
+    from ..synth.writer import aabb_record, frame_objects, frames_seen, visibility_record
 
     s = settings or AnnotationSettings()
     if scene.axis_alignment is None:
@@ -149,6 +149,7 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
         per_frame.append(frame_objects(frame_labels(depth, scene.poses[position], scene.depth_intrinsics,
                                                     scene.color_intrinsics, alignment, box_min, box_max, floor_z, s)))
 
+    seen = frames_seen(per_frame, s.min_pixels)
     objects = []
     for k in range(len(boxes)):
         lo, hi = box_min[k], box_max[k]
@@ -160,7 +161,7 @@ def annotate_scan(scene: Scene, boxes: SceneBoxes, names: Mapping[int, str],
             "color": "",
             "aabb": aabb_record(lo, hi),
             "obb": {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "rotation": np.eye(3).tolist()},
-            **visibility_record(k, per_frame, fps, s.min_pixels),
+            **visibility_record(seen.get(k, np.zeros(0, np.int64)), fps),
         })
     if not any(o["visible_frames"] for o in objects):
         notes.append("no object is seen on any frame: do the boxes belong to this scan?")

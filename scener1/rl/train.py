@@ -52,14 +52,6 @@ def _device_flags(device: str, precision: str = "auto") -> dict[str, Any]:
     return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported()}
 
 
-def _checkpointing(enabled: bool) -> dict[str, Any]:
-    # always passed: TRL defaults it to on, so leaving it out when unwanted kept it on (a quarter of a tiny model's
-    # CPU step went to recomputing activations)
-    from ..models.training import checkpointing_arguments
-
-    return checkpointing_arguments(enabled)
-
-
 @dataclass
 class SFTStageConfig:
     """The supervised cold start. ``total_rows`` rows are seen once each, in curriculum order
@@ -101,6 +93,8 @@ class SFTStageConfig:
     def to_trl(self) -> Any:
         from trl import SFTConfig
 
+        from ..models.training import checkpointing_arguments  # always passed: TRL's own default is on
+
         warmup = max(0, int(round(self.warmup_ratio * self.steps)))
         kwargs: dict[str, Any] = {}
         if self.lr_scheduler_type == "cosine_with_min_lr":
@@ -113,7 +107,7 @@ class SFTStageConfig:
             save_total_limit=self.save_total_limit, seed=self.seed, data_seed=self.seed,
             remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
             dataloader_num_workers=self.dataloader_num_workers, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False, save_only_model=False,
-            **_device_flags(self.device, self.precision), **_checkpointing(self.gradient_checkpointing), **kwargs,
+            **_device_flags(self.device, self.precision), **checkpointing_arguments(self.gradient_checkpointing), **kwargs,
         )
 
 
@@ -164,6 +158,8 @@ class GRPOStageConfig:
     def to_trl(self) -> Any:
         from trl import GRPOConfig
 
+        from ..models.training import checkpointing_arguments
+
         return GRPOConfig(
             output_dir=self.output_dir, max_steps=self.max_steps,
             per_device_train_batch_size=self.prompts_per_step * self.num_generations,
@@ -176,7 +172,7 @@ class GRPOStageConfig:
             data_seed=self.seed, logging_steps=self.logging_steps, save_steps=self.save_steps,
             save_total_limit=self.save_total_limit, remove_unused_columns=False, use_vllm=self.use_vllm,
             vllm_mode=self.vllm_mode, deepspeed=self.deepspeed, report_to=self.report_to, disable_tqdm=False,
-            **_device_flags(self.device, self.precision), **_checkpointing(self.gradient_checkpointing),
+            **_device_flags(self.device, self.precision), **checkpointing_arguments(self.gradient_checkpointing),
         )
 
     def peft_config(self) -> Any:

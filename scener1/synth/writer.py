@@ -138,15 +138,23 @@ def aabb_record(lo: np.ndarray, hi: np.ndarray) -> dict:
     return {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist(), "min": lo.tolist(), "max": hi.tolist()}
 
 
-def visibility_record(object_id: int, per_frame: list[list[dict]], fps: float, min_pixels: int) -> dict:
-    """When an object is seen (at least ``min_pixels`` on a frame), as ``gt/objects.json`` writes it."""
-    frames = np.array([i for i, objs in enumerate(per_frame)
-                       if any(d["object_id"] == object_id and d["pixels"] >= min_pixels for d in objs)], dtype=np.int64)
+def frames_seen(per_frame: list[list[dict]], min_pixels: int) -> dict[int, np.ndarray]:
+    """For every object on some frame with at least ``min_pixels``, the frames (positions) where it is, in one pass."""
+    seen: dict[int, list[int]] = {}
+    for i, objs in enumerate(per_frame):
+        for d in {d["object_id"] for d in objs if d["pixels"] >= min_pixels}:
+            seen.setdefault(d, []).append(i)
+    return {k: np.array(v, dtype=np.int64) for k, v in seen.items()}
+
+
+def visibility_record(frames: np.ndarray, fps: float) -> dict:
+    """When an object is seen (its :func:`frames_seen`), as ``gt/objects.json`` writes it."""
     return {"visible_intervals": visible_intervals(frames, fps), "visible_frames": int(len(frames)),
             "first_visible_frame": int(frames[0]) if len(frames) else None}
 
 
 def objects_json(objects, per_frame: list[list[dict]], fps: float, min_pixels: int, name: str) -> dict:
+    seen = frames_seen(per_frame, min_pixels)
     out = []
     for o in objects:
         lo, hi = o.aabb
@@ -161,7 +169,7 @@ def objects_json(objects, per_frame: list[list[dict]], fps: float, min_pixels: i
             "obb": {"center": c.tolist(), "size": s.tolist(), "rotation": R.tolist()},
             "placement": o.placement,
             "support": o.support,
-            **visibility_record(o.object_id, per_frame, fps, min_pixels),
+            **visibility_record(seen.get(o.object_id, np.zeros(0, np.int64)), fps),
         })
     return {"scene_id": name, "fps": fps, "num_frames": len(per_frame), "visibility_min_pixels": min_pixels,
             "id_convention": "object_id is 0-based (ScanNet/ScanRefer); instance maps store object_id + 1, 0 = none",
