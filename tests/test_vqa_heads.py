@@ -165,25 +165,31 @@ def test_an_unknown_object_fails_the_head_with_the_reason(scene_dir):
 
 # ---------------------------------------------------------------------------------------------- heads on known layouts
 class LayoutFacts:
-    """Stands in for SceneFacts: each category is one object at a known centre (a small cube of points)."""
+    """Stands in for SceneFacts: each category is one object at a known centre (a small cube of points), or several,
+    given as ``[(centre, support), ...]`` (support: how many detections point at the instance)."""
 
     up = np.array([0.0, 0.0, 1.0])
 
-    def __init__(self, centres: dict[str, tuple[float, float, float]], times: dict[str, float] | None = None):
+    def __init__(self, centres: dict[str, tuple | list], times: dict[str, float] | None = None):
         self.centres, self.times = centres, times or {}
 
     def ground(self, m, every_instance):
         from scener1.lifting import Box3D
         from scener1.types import PointCloud
-        from scener1.vqa.grounding import GroundedMention, Instance
+        from scener1.vqa.grounding import Detection, GroundedMention, Instance
 
         if m.category not in self.centres:
             return GroundedMention(m, (), 0, (), "raw", ("not here",))
-        c = np.asarray(self.centres[m.category], float)
-        pts = (c + np.random.default_rng(0).uniform(-0.1, 0.1, (50, 3))).astype(np.float32)
-        inst = Instance(m.category, PointCloud(pts, np.zeros((50, 3), np.uint8)), Box3D(tuple(c), (0.2, 0.2, 0.2)), (),
-                        np.zeros(50, np.int64), ())
-        return GroundedMention(m, (inst,), 1, (), "raw")
+        places = self.centres[m.category]
+        places = places if isinstance(places, list) else [(places, 1)]
+        instances = []
+        for centre, support in places:
+            c = np.asarray(centre, float)
+            pts = (c + np.random.default_rng(0).uniform(-0.1, 0.1, (50, 3))).astype(np.float32)
+            seen = tuple(Detection(k, k, (0.0, 0.0, 10.0, 10.0), m.category) for k in range(support))
+            instances.append(Instance(m.category, PointCloud(pts, np.zeros((50, 3), np.uint8)),
+                                      Box3D(tuple(c), (0.2, 0.2, 0.2)), (), np.zeros(50, np.int64), seen))
+        return GroundedMention(m, tuple(instances), sum(s for _, s in places), (), "raw")
 
     def first_seen(self, inst):
         return self.times.get(inst.category)
@@ -234,6 +240,24 @@ def test_two_mentions_grounded_to_one_object_give_no_distance():
     assert res.answer == "B" and "lamp grounded to the bed itself" in res.computation["summary"]
     with pytest.raises(ConfigError, match="same_object_iou"):
         HeadSettings(same_object_iou=0.0)
+
+
+def test_distance_is_measured_between_the_best_supported_instances():
+    """A weak grounder lifts extra (false) instances: the closest of all pairs would be biased short, so each named
+    object is its best-supported instance, and the next-best pair is taken only when those two are one object."""
+    from scener1.vqa import GeometricHeads, route
+
+    heads = GeometricHeads()
+    q = ("Measuring from the closest point of each object, what is the direct distance between the table and the "
+         "picture (in meters)?")
+    facts = LayoutFacts({"table": [((0, 0, 0), 1), ((4, 0, 0), 5)], "picture": [((0, 1, 0), 1), ((4, 3, 0), 4)]})
+    res = heads.answer(facts, route(q, []))
+    assert 2.7 < float(res.answer) < 2.9  # table at x=4 and picture at (4, 3): 3 m between centres, cubes of 0.2 m
+    assert res.computation["supports"] == [5, 4] and res.computation["instances"] == [2, 2]
+    # the best-supported picture is the best-supported table itself: the picture's next instance is measured
+    facts = LayoutFacts({"table": [((4, 0, 0), 5)], "picture": [((4, 0, 0), 4), ((4, 2, 0), 2)]})
+    res = heads.answer(facts, route(q, []))
+    assert 1.7 < float(res.answer) < 1.9 and res.computation["supports"] == [5, 2]
 
 
 def test_appearance_order_picks_the_option_ordering_most_pairs_alike():

@@ -166,11 +166,15 @@ class GroundedMention:
     def found(self) -> bool:
         return bool(self.instances)
 
+    def ranked(self) -> list[Instance]:
+        """The instances, those most detections point at first (ties: the larger cloud)."""
+        return sorted(self.instances, key=lambda i: (i.support, len(i.cloud)), reverse=True)
+
     def main(self) -> Instance:
         """The instance meant when a question names one object: the one most detections point at."""
         if not self.instances:
             raise ScenerError(f"'{self.mention.text}' was not found in the scene")
-        return max(self.instances, key=lambda i: (i.support, len(i.cloud)))
+        return self.ranked()[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {"mention": self.mention.to_dict(), "instances": [i.to_dict() for i in self.instances],
