@@ -105,6 +105,23 @@ def test_blind_baseline_answers_the_whole_frame_and_the_whole_video():
     assert "| metric | target | m | *blind* |" in table and "| temporal/miou | >= 0.5 | 0.300 | 0.200 |" in table
 
 
+def test_best_constant_span_is_fitted_in_fractions_of_each_video():
+    from scener1.rl.benchmark import constant_span_metrics, markdown_report
+
+    rows = [TEMPORAL_ROW,  # [2, 4] of 10 s
+            {**TEMPORAL_ROW, "spans": [[7.0, 9.0], [2.0, 4.0]]},  # any one of several intervals is right
+            {**TEMPORAL_ROW, "spans": [[4.0, 8.0]], "duration": 20.0},  # the same fifth of a longer video
+            {"task": "image"}]
+    metrics = constant_span_metrics(rows)
+    assert metrics["temporal/n"] == 3 and metrics["temporal/miou"] == pytest.approx(1.0)
+    assert (metrics["temporal/constant_start"], metrics["temporal/constant_end"]) == (0.2, 0.4)
+    moved = constant_span_metrics([TEMPORAL_ROW, {**TEMPORAL_ROW, "spans": [[6.0, 8.0]]}])
+    assert moved["temporal/miou"] == pytest.approx(0.5)  # no one span fits both: one of them exactly is best
+    assert constant_span_metrics([{"task": "image"}]) == {}
+    table = markdown_report({"m": {"temporal/miou": 0.3, "image/miou": 0.2}}, {"scenes": 1}, {"best constant span": metrics})
+    assert "| temporal/miou | >= 0.5 | 0.300 | 1.000 |" in table and "| image/miou |  | 0.200 | - |" in table
+
+
 def test_chosen_frame_check_says_where_a_query_was_lost():
     from scener1.rl.benchmark import chosen_frame_check
     from scener1.rl.datasets import Visible

@@ -257,6 +257,28 @@ def blind_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return summarise(results)
 
 
+def constant_span_metrics(rows: Sequence[Mapping[str, Any]], steps: int = 20) -> dict[str, float]:
+    """The best answer that never looks at the video: the one span (in twentieths of each video's length) that
+    scores highest on these very rows. It is fitted on the rows it is scored on, so it bounds every constant answer
+    from above; a temporal model below it has learnt less than where objects tend to be seen."""
+    from .rewards import best_span_iou
+
+    temporal = [r for r in rows if r["task"] == "temporal"]
+    if not temporal:
+        return {}
+    best: tuple[float, float, float, np.ndarray] | None = None
+    for i in range(steps):
+        for j in range(i + 1, steps + 1):
+            a, b = i / steps, j / steps
+            ious = np.array([best_span_iou((a * float(r["duration"]), b * float(r["duration"])), r["spans"])
+                             for r in temporal])
+            if best is None or ious.mean() > best[0] + 1e-12:
+                best = (float(ious.mean()), a, b, ious)
+    miou, a, b, ious = best
+    return {"temporal/n": float(len(temporal)), "temporal/miou": miou, "temporal/acc@0.5": float((ious >= 0.5).mean()),
+            "temporal/constant_start": a, "temporal/constant_end": b}
+
+
 def markdown_report(results: Mapping[str, Mapping[str, float]], counts: Mapping[str, int],
                     baselines: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """The report table: one column per model, then the baselines' columns (named in italics)."""
@@ -306,7 +328,7 @@ def compare_models(models: Mapping[str, str | Path], scenes: Sequence[str | Path
         counts["absent rows"] = sum(bool(r.get("absent")) for r in rows)
     if any(r["task"] == "detect" for r in rows):
         counts["detection rows"] = sum(r["task"] == "detect" for r in rows)
-    baselines = {"blind": blind_metrics(rows)}
+    baselines = {"blind": blind_metrics(rows), "best constant span": constant_span_metrics(rows)}
     report = {"settings": asdict(settings), "scenes": [Path(s).name for s in scenes], "counts": counts,
               "models": {k: str(v) for k, v in models.items()}, "results": results, "baselines": baselines,
               "targets": TARGETS}
