@@ -156,6 +156,27 @@ def test_stage_configs_map_onto_trl_and_refuse_unknown_options(tmp_path):
         load_recipe(ROOT / "configs" / "train" / "qwen3_vl.yaml", ["rl.max_steps=3"])
 
 
+def test_grpo_prompts_follow_the_task_weights(tmp_path):
+    """Without weights GRPO takes the rows as they come (the rare task is barely trained); with them it draws as
+    many prompts as the run takes, in those shares, the same every time (a resumed run sees the same prompts)."""
+    from scener1.rl.train import GRPOStageConfig
+
+    rows = ([{"task": "image", "difficulty": 1, "i": i} for i in range(350)] + [{"task": "temporal", "i": i} for i in range(10)]
+            + [{"task": "detect", "i": i} for i in range(40)])
+    plain = GRPOStageConfig(output_dir=str(tmp_path), tasks=("image", "temporal"))
+    assert len(plain.prompt_rows(rows)) == 360  # detect rows have no reward
+    weighted = GRPOStageConfig(output_dir=str(tmp_path), tasks=("image", "temporal"), max_steps=300, prompts_per_step=2,
+                               task_weights={"image": 0.5, "temporal": 0.5})
+    drawn = weighted.prompt_rows(rows)
+    assert len(drawn) == 600 and len(weighted.prompt_rows(rows, world_size=2)) == 1200
+    share = sum(r["task"] == "temporal" for r in drawn) / len(drawn)
+    assert 0.42 < share < 0.58  # against 10 / 360 as they come
+    assert {r["i"] for r in drawn if r["task"] == "temporal"} == set(range(10))  # every temporal row is used
+    assert [r["i"] for r in drawn] == [r["i"] for r in weighted.prompt_rows(rows)]
+    with pytest.raises(ConfigError, match="not among grpo.tasks"):
+        GRPOStageConfig(output_dir="x", tasks=("image",), task_weights={"temporal": 1.0}).prompt_rows(rows)
+
+
 def test_entry_point_reports_bad_configs_in_one_line(tmp_path, capsys):
     from scener1.rl.train import main
 
