@@ -118,6 +118,32 @@ def test_temporal_rows_use_the_stage_sampling_and_target_a_clear_interval(scene,
     assert min(scores) > 0.3
 
 
+def test_estimate_span_target_widens_the_shown_frames_by_half_a_step(scene, rows):
+    """``span_target: estimate`` teaches where the clear interval's ends are expected to lie given the frames shown:
+    half a sampling step beyond the first and last frame inside it. Answered perfectly it scores higher."""
+    from scener1.rl.datasets import TemporalTaskSettings, temporal_rows
+
+    truth = load_scene_truth(scene)
+    shown = [r for r in rows if r["task"] == "temporal"]
+    wide = temporal_rows(truth, TemporalTaskSettings(span_target="estimate"))
+    assert [r["query"] for r in wide] == [r["query"] for r in shown] and wide[0]["prompt"] == shown[0]["prompt"]
+
+    def span(row):
+        return tuple(float(v) for v in re.search(r"<answer>([\d.]+)s to ([\d.]+)s", answer_text(row)).groups())
+
+    half = float(np.median(np.diff(shown[0]["timestamps"]))) / 2
+    for a, b in zip(shown, wide):
+        (s0, s1), (w0, w1) = span(a), span(b)
+        assert w0 == pytest.approx(max(0.0, s0 - half), abs=0.051) and w1 == pytest.approx(min(b["duration"], s1 + half), abs=0.051)
+        assert f"from {w0:.1f} to {w1:.1f} seconds" in answer_text(b)  # the rationale says the same span
+    columns = lambda rs: {k: [r[k] for r in rs] for k in ("task", "spans", "duration")}  # noqa: E731
+    perfect_shown = np.mean(temporal_iou_reward([answer_text(r) for r in shown], **columns(shown)))
+    perfect_wide = np.mean(temporal_iou_reward([answer_text(r) for r in wide], **columns(wide)))
+    assert perfect_wide > perfect_shown
+    with pytest.raises(ConfigError, match="span_target"):
+        TemporalTaskSettings(span_target="middle")
+
+
 def test_clear_intervals_by_hand(scene):
     truth = load_scene_truth(scene)
     oid = max(truth.objects, key=lambda i: sum(v.pixels for f in truth.frames for v in f if v.object_id == i))

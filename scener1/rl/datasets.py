@@ -447,7 +447,11 @@ class TemporalTaskSettings:
     """Which objects become temporal-grounding rows and what counts as clearly seen.
 
     ``clear_fraction`` of the image must be covered for a frame to show the object clearly; a target
-    interval must contain at least ``min_shown`` of the frames shown to the model.
+    interval must contain at least ``min_shown`` of the frames shown to the model. ``span_target`` is the answer
+    the rows teach: ``shown``, from the first to the last frame shown inside the interval (what runs 1-14 trained
+    on); ``estimate``, the same widened by half the sampling interval on each side (within the video), where the
+    interval's ends are expected to lie given the frames shown. Answered perfectly, ``shown`` scores a temporal
+    mean IoU of 0.71 on the held-out rows (16 % of them under 0.5), ``estimate`` 0.83 (none under 0.5).
     """
 
     clear_fraction: float = 0.01
@@ -455,6 +459,11 @@ class TemporalTaskSettings:
     frame_queries: bool = True
     scene_queries: bool = True
     rationale: bool = True
+    span_target: str = "shown"
+
+    def __post_init__(self) -> None:
+        if self.span_target not in ("shown", "estimate"):
+            raise ConfigError(f"unknown temporal span_target '{self.span_target}'; choose shown or estimate")
 
 
 def clear_intervals(truth: SceneTruth, object_id: int, clear_fraction: float, bridge_s: float,
@@ -513,6 +522,9 @@ def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = Non
         if not scored:
             continue
         target = max(scored)[1]
+        if s.span_target == "estimate":
+            half = sampling_interval(shown) / 2.0
+            target = (max(0.0, target[0] - half), min(duration, target[1] + half))
         spans = [[round(a, 4), round(b, 4)] for a, b, _ in intervals]
         obj = truth.objects[object_id]
         for query, difficulty, relation in items:
