@@ -501,7 +501,8 @@ def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = Non
     positions = sample_video_positions(times, temporal)
     shown = times[positions]
     duration = float(shown[-1] - shown[0])
-    bridge = max(sampling_interval(shown), 1.0 / truth.fps)
+    step = sampling_interval(shown)
+    bridge = max(step, 1.0 / truth.fps)
     queries: dict[int, list[tuple[str, int, dict | None]]] = {}
     if s.frame_queries:
         cats = [o.category for o in truth.objects.values()]
@@ -523,8 +524,7 @@ def temporal_rows(truth: SceneTruth, settings: TemporalTaskSettings | None = Non
             continue
         target = max(scored)[1]
         if s.span_target == "estimate":
-            half = sampling_interval(shown) / 2.0
-            target = (max(0.0, target[0] - half), min(duration, target[1] + half))
+            target = (max(0.0, target[0] - step / 2), min(duration, target[1] + step / 2))
         spans = [[round(a, 4), round(b, 4)] for a, b, _ in intervals]
         obj = truth.objects[object_id]
         for query, difficulty, relation in items:
