@@ -9,6 +9,7 @@ dataclasses of each stage with :func:`build_settings`.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,8 +92,9 @@ def to_plain(cfg) -> dict[str, Any]:
 def build_settings(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
     """Instantiate settings dataclass ``cls`` from a config section, recursing into nested dataclasses.
 
-    Unknown keys and invalid values are :class:`ConfigError`\\ s naming ``where.key``; lists become tuples
-    where the field is a tuple.
+    Unknown keys, values of the wrong type for a scalar field (``image.num_candidates=abc``) and values the
+    dataclass rejects are :class:`ConfigError`\\ s naming ``where.key``; lists become tuples where the field is
+    a tuple, integers floats where the field is a float.
     """
     values = dict(values or {})
     hints = typing.get_type_hints(cls)
@@ -108,11 +110,52 @@ def build_settings(cls: type[T], values: Mapping[str, Any] | None, where: str) -
             value = build_settings(nested, value, f"{where}.{name}")
         elif isinstance(value, list) and _is_tuple(hint):
             value = tuple(value)
+        else:
+            value = coerce_scalar(hint, value, f"{where}.{name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {where}: {exc}") from None
+
+
+_SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def coerce_scalar(hint: Any, value: Any, key: str) -> Any:
+    """``value`` as a field typed as a scalar (``int``, ``float``, ``bool``, ``str``, maybe ``| None``) wants it,
+    or a ConfigError naming ``key`` and what was expected; values of other fields pass unchanged (their
+    dataclass checks them).
+
+    Numbers written as strings become numbers (PyYAML reads ``5e-5`` without a dot as a string); an integer is
+    taken where a float is wanted, and a whole float where an integer is. Anything else would reach the code
+    as the wrong type and fail later with an obscure ``TypeError``, or not at all.
+    """
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    scalars = [a for a in args if a in _SCALARS]
+    optional = type(None) in args
+    if not scalars or len(scalars) + optional != len(args):
+        return value
+    if value is None and optional:
+        return value
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and (int in scalars or float in scalars):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    for kind in scalars:
+        if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str) and number is None:
+            return value
+        if kind is int and number is not None and number.is_integer():
+            return int(number)
+        if kind is float and number is not None:
+            return number
+    expected = " or ".join(_SCALARS[k] for k in scalars) + (" or null" if optional else "")
+    raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
 def _dataclass_in(hint) -> type | None:

@@ -82,6 +82,27 @@ def test_build_settings_types_and_errors():
         build_tracker_from_config({"name": "sam2", "sam2": {"checkpoint": None}})
 
 
+def test_build_settings_checks_scalar_types():
+    """A wrong type is named with its key at build time, not met later as an obscure TypeError."""
+    from scener1.grounding import ImageSettings
+    from scener1.pipeline import ModelSettings
+
+    for key, value, expected in (("num_candidates", "abc", "an integer"), ("num_candidates", True, "an integer"),
+                                 ("num_candidates", 2.5, "an integer"), ("snap", "yes", "true or false"),
+                                 ("video_weight", "heavy", "a number")):
+        with pytest.raises(ConfigError, match=f"image.{key} must be {expected}, got"):
+            build_settings(ImageSettings, {key: value}, "image")
+    with pytest.raises(ConfigError, match="model.prompt_version must be a string or null, got 2"):
+        build_settings(ModelSettings, {"prompt_version": 2}, "model")
+    # numbers in the types a field wants: ints as floats, whole floats and numeric strings (PyYAML's "5e-5")
+    image = build_settings(ImageSettings, {"video_weight": 1, "num_candidates": 6.0, "min_box_size": "5e0"}, "image")
+    assert image.video_weight == 1.0 and isinstance(image.video_weight, float)
+    assert image.num_candidates == 6 and isinstance(image.num_candidates, int) and image.min_box_size == 5.0
+    assert build_settings(ModelSettings, {"prompt_version": None}, "model").prompt_version is None
+    with pytest.raises(ConfigError, match="must be an integer"):
+        Pipeline.from_config(None, ["image.num_candidates=abc"])
+
+
 def test_every_default_section_builds():
     """default.yaml and the settings dataclasses must not drift apart."""
     from scener1.grounding import ImageSettings

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import coerce_scalar
 from ..errors import ConfigError
 
 SFT_CURVES = ("loss", "mean_token_accuracy", "eval/image/miou", "eval/image/acc@0.5", "eval/image/pointing",
@@ -210,27 +212,11 @@ def stage_config(cls: type, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    values = {k: _number(cls.__name__, k, cls.__dataclass_fields__[k].type, v) for k, v in values.items()}
+    hints = typing.get_type_hints(cls)
+    values = {k: coerce_scalar(hints[k], v, f"{cls.__name__}.{k}") for k, v in values.items()}
     if "tasks" in values:
         values["tasks"] = tuple(values["tasks"])
     return cls(**values)
-
-
-def _number(owner: str, name: str, annotation: Any, value: Any) -> Any:
-    """``value`` as the number a field annotated ``float`` / ``int`` wants. YAML 1.1 (PyYAML) reads ``5e-5``
-    without a dot as a string, which would reach the optimizer as one."""
-    kinds = [k.strip() for k in str(annotation).split("|")]
-    if not isinstance(value, str) or not ({"float", "int"} & set(kinds)):
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{owner}.{name} must be a number, got {value!r}") from None
-    if "float" in kinds:
-        return number
-    if not number.is_integer():
-        raise ConfigError(f"{owner}.{name} must be a whole number, got {value!r}")
-    return int(number)
 
 
 # --------------------------------------------------------------------------------------------- helpers
