@@ -187,6 +187,10 @@ class Pipeline:
                 lifted, status = None, "error"
                 notes.append(f"lifting: {exc}")
             else:
+                if scene.unreadable:  # passed over by the image stage or the tracker (Scene.frame_or_none)
+                    bad = sorted(scene.unreadable)
+                    notes.append(f"scene: {len(bad)} unreadable frame(s) passed over, first at position {bad[0]}: "
+                                 f"{scene.unreadable[bad[0]]}")
                 if lifted.status != "ok":
                     status = lifted.status
                     notes.append(f"lifting: {lifted.reason}")

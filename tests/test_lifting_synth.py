@@ -75,3 +75,32 @@ def test_geometric_lifting_survives_depth_noise_and_loose_boxes(scene_dir, tmp_p
         cv2.imwrite(str(png), np.clip(np.rint(mm), 0, 65535).astype(np.uint16))
     acc25, _ = _accuracy(noisy, _prompts(scene_dir), jitter=0.1)
     assert acc25 >= 0.7, acc25
+
+
+def test_unreadable_frames_are_passed_over(scene_dir, tmp_path):
+    """A corrupt image among the frames costs that frame, not the query; a corrupt key frame is a one-line error."""
+    import shutil
+
+    from scener1.errors import SceneError
+    from scener1.grounding import ImageGrounder
+
+    broken = tmp_path / scene_dir.name
+    shutil.copytree(scene_dir, broken)
+    prompts = _prompts(scene_dir)[:3]
+    keys = {frame for frame, _, _ in prompts}
+    bad = {p for p in range(1, FRAMES, 3) if p not in keys}
+    for p in bad:
+        (broken / "color" / f"{p}.jpg").write_bytes(b"not a jpeg")
+    with open_scene(broken) as scene:
+        for frame, box, gt in prompts:
+            res = lift(scene, frame, box, config=LiftConfig(max_frames=FRAMES))
+            assert res.status == "ok" and aabb_iou(res.box_3d, gt) >= 0.25
+            notes = {f["frame"]: f.get("note") for f in res.trace["tracker"]["per_frame"]}
+            assert {f for f, note in notes.items() if note == "unreadable frame"} == bad & set(notes)
+            assert not bad & set(res.frames_used)
+        assert set(scene.unreadable) == bad and "cannot decode colour image" in scene.unreadable[min(bad)]
+        # the image stage's candidate frames leave them out too
+        chosen = ImageGrounder(None).select_frames(scene, np.arange(FRAMES), {}, count=12)
+        assert len(chosen) == 12 and not bad & {f.index for f, _ in chosen}
+        with pytest.raises(SceneError, match="cannot decode colour image"):
+            lift(scene, min(bad), (10, 10, 60, 60))

@@ -128,7 +128,7 @@ def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, synth_root):
     assert out["status"] in STATUSES
     assert (out["status"] == "ok") == (not out["notes"])
     if out["status"] != "ok":
-        assert all(n.split(":")[0] in ("temporal", "image", "lifting") for n in out["notes"])
+        assert all(n.split(":")[0] in ("temporal", "image", "lifting", "scene") for n in out["notes"])
     assert out["window"][0] <= out["window"][1]
     assert len(out["box_2d"]) == 4 and out["frame"] in range(24)
     for stage in ("temporal", "image"):
@@ -137,6 +137,30 @@ def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, synth_root):
     assert set(out["seconds"]) == {"temporal", "image", "lifting", "total"}
     assert out["coordinate_frame"] == "axis_aligned"  # synthetic scenes carry an (identity) axisAlignment
     assert len(out["camera_path"]) == 24
+
+
+def test_unreadable_frames_are_passed_over_and_said(tiny_model, synth_root, tmp_path):
+    """Corrupt colour images outside the temporal stage's clip are skipped by the image stage and the tracker,
+    and the result says so (status fallback, a scene note) instead of ending in an error."""
+    import shutil
+
+    from scener1.temporal.core import sample_video_positions
+
+    pipe = Pipeline.from_config(None, [f"model.path={tiny_model}", *SMALL])
+    scene_dir = shutil.copytree(synth_root / "synth_s5_000", tmp_path / "synth_s5_000")
+    with open_scene(scene_dir) as scene:
+        shown = set(sample_video_positions(scene.timestamps - scene.timestamps[0], pipe.temporal.settings).tolist())
+        bad = [p for p in range(len(scene)) if p not in shown][::2]
+    assert bad
+    for p in bad:
+        (scene_dir / "color" / f"{p}.jpg").write_bytes(b"\xff\xd8 truncated")
+    query = json.loads((synth_root / "ScanRefer_synth.json").read_text())[0]["description"]
+    with open_scene(scene_dir) as scene:
+        out = pipe.ground(scene, query).to_json()
+    assert out["status"] in ("fallback", "no_points")
+    said = [n for n in out["notes"] if n.startswith("scene: ")]
+    assert len(said) == 1 and "unreadable frame(s) passed over" in said[0] and "cannot decode" in said[0]
+    assert not set(bad) & set(out["frames_used"])
 
 
 def test_recorded_answers_give_the_right_span_frame_box_and_3d_object(tiny_model, scan):

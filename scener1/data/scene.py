@@ -66,6 +66,7 @@ class Scene(abc.ABC):
         self.fps = float(fps)
         self.axis_alignment = None if axis_alignment is None else np.asarray(axis_alignment, np.float64).reshape(4, 4)
         self.notes = list(notes)  # facts a user should know (fallbacks taken while reading)
+        self.unreadable: dict[int, str] = {}  # position -> why its images could not be read (frame_or_none)
         self._position = {int(i): p for p, i in enumerate(self.frame_ids)}
 
     # ----------------------------------------------------------------- what a subclass provides
@@ -124,6 +125,17 @@ class Scene(abc.ABC):
         """Decode the frame at ``position`` (0-based, in recording order)."""
         self._check_position(position)
         return self._make_frame(position, self._read_color(position), self._read_depth(position))
+
+    def frame_or_none(self, position: int) -> Frame | None:
+        """The frame at ``position``, or ``None`` when its images cannot be read (a corrupt or missing file, a
+        wrong size), the reason kept in ``unreadable``: for stages that read many frames and can do without one
+        (tracking, candidate frames), so that one bad image among hundreds does not end a query."""
+        self._check_position(position)
+        try:
+            return self.frame(position)
+        except SceneError as exc:
+            self.unreadable[int(position)] = str(exc)
+            return None
 
     def color(self, position: int) -> np.ndarray:
         """Decode only the colour image at ``position`` ((H, W, 3) uint8 RGB): for work that never reads depth

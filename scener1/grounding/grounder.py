@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..data.scene import Scene
-from ..errors import ConfigError
+from ..errors import ConfigError, SceneError
 from ..models.vlm import VLM, ChatRequest
 from ..parsing import BoxGeometry, parse_box
 from ..prompts import clean_query, image_messages, prompt_text
@@ -40,12 +40,13 @@ class ImageGrounder:
         """Ground ``query`` on frames chosen among scene ``positions`` (the temporal stage's span)."""
         return self.ground_many(scene, [(query, positions)])[0]
 
-    def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame],
+    def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame | None],
                       count: int | None = None) -> list[tuple[Frame, bool]]:
         """``count`` (default ``num_candidates``) candidate frames spread over ``positions``, preferring valid
         poses, then usable depth.
 
-        Twice as many frames as needed are decoded so that frames with missing depth can be passed over.
+        Twice as many frames as needed are decoded so that frames with missing depth can be passed over; frames
+        that cannot be read at all (``Scene.frame_or_none``) are left out.
         Returns (frame, depth_ok) pairs in recording order.
         """
         s = self.settings
@@ -55,8 +56,10 @@ class ImageGrounder:
         pool = spread(positions, 2 * count, scene.valid_poses[positions])
         for p in pool:
             if int(p) not in cache:
-                cache[int(p)] = scene.frame(int(p))
-        frames = [cache[int(p)] for p in pool]
+                cache[int(p)] = scene.frame_or_none(int(p))
+        frames = [cache[int(p)] for p in pool if cache[int(p)] is not None]  # unreadable frames are passed over
+        if not frames:
+            return []
         depth_ok = np.array(
             [f.pose_valid and depth_valid_fraction(f.depth, s.min_depth, s.max_depth) >= s.min_depth_fraction
              for f in frames]
@@ -64,7 +67,8 @@ class ImageGrounder:
         keep = spread(np.arange(len(frames)), count, depth_ok)
         return [(frames[i], bool(depth_ok[i])) for i in keep]
 
-    def outside_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame]) -> list[tuple[Frame, bool]]:
+    def outside_frames(self, scene: Scene, positions: np.ndarray,
+                       cache: dict[int, Frame | None]) -> list[tuple[Frame, bool]]:
         """``video_candidates`` frames spread over the video outside the span ``positions`` (none when the
         span covers the whole video)."""
         if self.settings.video_candidates <= 0:  # no need to list a long video's other frames
@@ -76,7 +80,7 @@ class ImageGrounder:
         """Ground several (query, positions) pairs in one batch of model calls, decoding each frame once."""
         start = time.perf_counter()
         s = self.settings
-        cache: dict[int, Frame] = {}
+        cache: dict[int, Frame | None] = {}
         jobs = []
         for query, positions in items:
             query = clean_query(query)
@@ -89,6 +93,9 @@ class ImageGrounder:
             inside = self.select_frames(scene, positions, cache)
             outside = self.outside_frames(scene, positions, cache)
             frames = [(f, ok, True) for f, ok in inside] + [(f, ok, False) for f, ok in outside]
+            if not frames:
+                why = next(iter(scene.unreadable.values()), "no frames")
+                raise SceneError(f"none of the image stage's candidate frames can be read ({why})")
             jobs.append((query, positions, messages, frames))
         requests = [
             ChatRequest(messages, images=(shrink_to_pixels(frame.color, s.image_max_pixels),))

@@ -522,7 +522,9 @@ class GeometricTracker:
         poses = scene.poses[[p for p in positions if scene.valid_poses[p]]]
         up = up_direction(poses)
         cam_height = float(np.median(poses[:, :3, 3] @ up)) if len(poses) else None
-        seg = self._segment(scene.frame, key_position, positions, cbox, up, cam_height)
+        # the key frame must be read (it holds the prompt); any other frame that cannot be is passed over
+        load = lambda p: scene.frame(p) if p == key_position else scene.frame_or_none(p)  # noqa: E731
+        seg = self._segment(load, key_position, positions, cbox, up, cam_height)
         masks = []
         for p in positions:
             dmask = seg.masks.get(p)
@@ -538,7 +540,7 @@ class GeometricTracker:
     # ------------------------------------------------------------------ the work
     def _segment(self, load, key_position: int, positions: Sequence[int], box, up: np.ndarray,
                  cam_height: float | None) -> _Segmentation:
-        """``load(position) -> Frame``; ``positions`` include the key frame."""
+        """``load(position) -> Frame | None`` (None: unreadable, skipped); ``positions`` include the key frame."""
         from scipy import ndimage
 
         cfg = self.config
@@ -608,7 +610,9 @@ class GeometricTracker:
         others = [p for p in positions if p != key_position]
         for p in others:
             frame = load(p)
-            if not frame.pose_valid:
+            if frame is None:
+                notes[p] = "unreadable frame"
+            elif not frame.pose_valid:
                 notes[p] = "invalid pose"
             elif frame.depth_intrinsics != di:
                 notes[p] = "other depth camera"
