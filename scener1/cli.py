@@ -59,7 +59,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         if len(positions) == 0:
             raise ScenerError(f"{scene.path}: no frame has a valid pose; nothing to fuse")
         cloud = fuse_frames(
-            scene.frames(positions, progress=None if args.quiet else "fusing"),
+            scene.frames(positions, progress=None if args.quiet else "fusing", skip_unreadable=True),
             voxel_size=args.voxel,
             min_depth=args.min_depth,
             max_depth=args.max_depth,
@@ -70,8 +70,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise ScenerError("the fused cloud is empty: no valid depth in the chosen frames")
     write_ply(cloud, args.out)
     frame = "axis-aligned" if args.aligned else "raw scene"
-    print(f"fused {len(positions)} frames ({skipped} with invalid poses skipped) into {len(cloud)} points "
-          f"({frame} frame) -> {args.out}")
+    unreadable = f" and {len(scene.unreadable)} unreadable" if scene.unreadable else ""
+    print(f"fused {len(positions) - len(scene.unreadable)} frames ({skipped} with invalid poses{unreadable} skipped) into "
+          f"{len(cloud)} points ({frame} frame) -> {args.out}")
     return 0
 
 

@@ -268,7 +268,7 @@ def write_scene_cloud(scene: "Scene", out_dir: str | Path, voxel: float = 0.03, 
     from .lifting import fuse_frames, write_ply
 
     positions = sample_frames(scene.timestamps, scene.valid_poses, max_frames=max_frames)
-    cloud = fuse_frames(scene.frames(positions), voxel_size=voxel)
+    cloud = fuse_frames(scene.frames(positions, skip_unreadable=True), voxel_size=voxel)
     if scene.axis_alignment is not None:
         cloud = cloud.transformed(scene.axis_alignment)
     return write_ply(cloud, Path(out_dir) / "scene.ply")

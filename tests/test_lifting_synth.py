@@ -104,3 +104,11 @@ def test_unreadable_frames_are_passed_over(scene_dir, tmp_path):
         assert len(chosen) == 12 and not bad & {f.index for f, _ in chosen}
         with pytest.raises(SceneError, match="cannot decode colour image"):
             lift(scene, min(bad), (10, 10, 60, 60))
+        # fusion streams the readable frames only when asked to; VQA's visibility checks see nothing on the others
+        assert [f.index for f in scene.frames(range(FRAMES), skip_unreadable=True)] == sorted(set(range(FRAMES)) - bad)
+        with pytest.raises(SceneError):
+            list(scene.frames(range(FRAMES)))
+        from scener1.vqa.grounding import _FrameViews
+
+        views, points = _FrameViews(scene, 0.05), res.cloud.points.astype(np.float64)
+        assert views.project(frame, points)[0].any() and not views.project(min(bad), points)[0].any()

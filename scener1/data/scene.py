@@ -153,10 +153,14 @@ class Scene(abc.ABC):
         self._check_size(position, "depth", depth.shape, self.depth_intrinsics)
         return depth
 
-    def frames(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[Frame]:
-        """Stream frames at ``positions`` (all by default), decoding one at a time."""
+    def frames(self, positions: Iterable[int] | None = None, progress: bool | str = False,
+               skip_unreadable: bool = False) -> Iterator[Frame]:
+        """Stream frames at ``positions`` (all by default), decoding one at a time; with ``skip_unreadable``
+        frames that cannot be read are left out (:meth:`frame_or_none`) instead of raising."""
         for p in _progress(self._positions(positions), progress):
-            yield self.frame(p)
+            frame = self.frame_or_none(p) if skip_unreadable else self.frame(p)
+            if frame is not None:
+                yield frame
 
     def colors(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(position, colour)`` at ``positions`` (all by default), like :meth:`frames` without depth."""

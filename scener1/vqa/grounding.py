@@ -453,11 +453,13 @@ class _FrameViews:
         self._frames: dict[int, Any] = {}
 
     def project(self, position: int, points_result: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frame = self._frames.get(position)
-        if frame is None:
+        if position not in self._frames:
             if len(self._frames) >= self.max_cached:
                 self._frames.pop(next(iter(self._frames)))
-            frame = self._frames[position] = self.scene.frame(position)
+            self._frames[position] = self.scene.frame_or_none(position)
+        frame = self._frames[position]
+        if frame is None:  # unreadable: nothing of the points is seen there
+            return np.zeros(len(points_result), bool), np.zeros((len(points_result), 2))
         W = self.world_of_result
         pts = np.asarray(points_result, np.float64) @ W[:3, :3].T + W[:3, 3]
         return visible_projection(pts, frame.depth, frame.pose, frame.depth_intrinsics, frame.color_intrinsics,

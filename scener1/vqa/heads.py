@@ -197,7 +197,8 @@ class SceneFacts:
             positions = sample_frames(self.scene.timestamps, self.scene.valid_poses, max_frames=s.room_frames)
             if len(positions) == 0:
                 raise ScenerError("no frame has a valid pose: nothing to fuse")
-            cloud = fuse_frames(self.scene.frames(positions), voxel_size=s.room_voxel, max_depth=s.room_max_depth)
+            cloud = fuse_frames(self.scene.frames(positions, skip_unreadable=True), voxel_size=s.room_voxel,
+                                max_depth=s.room_max_depth)
             if self.scene.axis_alignment is not None:
                 cloud = cloud.transformed(self.scene.axis_alignment)
             self._cloud = cloud.points.astype(np.float64)
@@ -225,7 +226,9 @@ class SceneFacts:
         times = scene.timestamps - scene.timestamps[0]
 
         def covers(p: int) -> bool:
-            frame = scene.frame(p)
+            frame = scene.frame_or_none(p)
+            if frame is None:  # unreadable: it cannot show the object
+                return False
             seen, _ = visible_projection(pts, frame.depth, frame.pose, di, ci)
             if not seen.any():
                 return False
