@@ -112,8 +112,16 @@ def test_truncated_sens(tmp_path):
 
 
 def test_unreadable_image(scan, tmp_path):
+    """One unreadable frame is passed over and said; when none can be read, one line says why."""
     (scan / "color" / "5.png").write_bytes(b"not a png at all")
-    assert_one_line_error(["fuse", "--scene", scan, "--out", tmp_path / "c.ply", "--quiet"], "cannot decode colour image")
+    code, out, err = run("fuse", "--scene", scan, "--out", tmp_path / "c.ply", "--quiet")
+    assert code == 0 and "fused 7 frames (0 with invalid poses and 1 unreadable skipped)" in out, (out, err)
+    assert "skipped: cannot decode colour image" in out and (tmp_path / "c.ply").is_file()
+    (scan / "pose" / "0.txt").write_text("nan nan nan nan\n" * 4)  # frame 0 (read to size the scene) is not fused
+    for p in range(1, 8):
+        (scan / "color" / f"{p}.png").write_bytes(b"not a png at all")
+    assert_one_line_error(["fuse", "--scene", scan, "--out", tmp_path / "d.ply", "--quiet"],
+                          "none of the 7 chosen frames can be read (first: cannot decode colour image")
     (scan / "depth" / "0.png").write_bytes(b"")
     assert_one_line_error(["info", "--scene", scan], "cannot decode image")
 
@@ -148,4 +156,4 @@ def test_depth_size_mismatch(scan):
 
     cv2.imwrite(str(scan / "depth" / "2.png"), np.zeros((10, 10), np.uint16))
     code, out, err = run("fuse", "--scene", scan, "--out", Path(scan).parent / "c.ply", "--quiet")
-    assert code == 2 and "depth is 10x10, intrinsics say 64x48" in err
+    assert code == 0 and "1 unreadable skipped" in out and "depth is 10x10, intrinsics say 64x48" in out, (out, err)
