@@ -140,8 +140,8 @@ def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, synth_root):
 
 
 def test_unreadable_frames_are_passed_over_and_said(tiny_model, synth_root, tmp_path):
-    """Corrupt colour images outside the temporal stage's clip are skipped by the image stage and the tracker,
-    and the result says so (status fallback, a scene note) instead of ending in an error."""
+    """Corrupt colour images are left out of the temporal stage's clip and skipped by the image stage and the
+    tracker, and the result says so (status fallback, a scene note) instead of ending in an error."""
     import shutil
 
     from scener1.temporal.core import sample_video_positions
@@ -150,8 +150,8 @@ def test_unreadable_frames_are_passed_over_and_said(tiny_model, synth_root, tmp_
     scene_dir = shutil.copytree(synth_root / "synth_s5_000", tmp_path / "synth_s5_000")
     with open_scene(scene_dir) as scene:
         shown = set(sample_video_positions(scene.timestamps - scene.timestamps[0], pipe.temporal.settings).tolist())
-        bad = [p for p in range(len(scene)) if p not in shown][::2]
-    assert bad
+        bad = [p for p in range(len(scene)) if p not in shown][::2] + [sorted(shown)[1]]  # frame 0 sizes the scene
+    assert len(bad) > 1
     for p in bad:
         (scene_dir / "color" / f"{p}.jpg").write_bytes(b"\xff\xd8 truncated")
     query = json.loads((synth_root / "ScanRefer_synth.json").read_text())[0]["description"]
@@ -161,6 +161,8 @@ def test_unreadable_frames_are_passed_over_and_said(tiny_model, synth_root, tmp_
     said = [n for n in out["notes"] if n.startswith("scene: ")]
     assert len(said) == 1 and "unreadable frame(s) passed over" in said[0] and "cannot decode" in said[0]
     assert not set(bad) & set(out["frames_used"])
+    temporal = out["trace"]["temporal"]["inputs"]
+    assert temporal["frames_unreadable"] == 1 and temporal["frames_shown"] == len(shown) - 1
 
 
 def test_recorded_answers_give_the_right_span_frame_box_and_3d_object(tiny_model, scan):

@@ -162,10 +162,17 @@ class Scene(abc.ABC):
             if frame is not None:
                 yield frame
 
-    def colors(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
-        """Stream ``(position, colour)`` at ``positions`` (all by default), like :meth:`frames` without depth."""
+    def colors(self, positions: Iterable[int] | None = None, progress: bool | str = False,
+               skip_unreadable: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(position, colour)`` at ``positions`` (all by default), like :meth:`frames` without depth
+        (``skip_unreadable`` as there)."""
         for p in _progress(self._positions(positions), progress):
-            yield p, self.color(p)
+            try:
+                yield p, self.color(p)
+            except SceneError as exc:
+                if not skip_unreadable:
+                    raise
+                self.unreadable[int(p)] = str(exc)
 
     def depths(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(position, depth)`` at ``positions`` (all by default), like :meth:`frames` without colour."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..data.scene import Scene
+from ..errors import SceneError
 from ..models.vlm import VLM, ChatRequest
 from ..prompts import clean_query, prompt_text, temporal_messages
 from .core import TemporalResult, TemporalSettings, build_video_clip, finish, sample_video_positions
@@ -28,9 +29,14 @@ class TemporalGrounder:
         start = time.perf_counter()
         queries = [clean_query(q) for q in queries]
         times = scene.timestamps - scene.timestamps[0]
-        positions = sample_video_positions(times, self.settings)
-        frames = [color for _, color in scene.colors(positions)]
-        clip = build_video_clip(frames, times[positions], self.settings)
+        sampled = sample_video_positions(times, self.settings)
+        # an unreadable frame is left out of the clip; the others keep their own timestamps
+        shown = list(scene.colors(sampled, skip_unreadable=True))
+        if not shown:
+            raise SceneError(f"none of the {len(sampled)} frames of the temporal stage's clip can be read "
+                             f"({next(iter(scene.unreadable.values()))})")
+        positions = np.array([p for p, _ in shown], dtype=np.int64)
+        clip = build_video_clip([color for _, color in shown], times[positions], self.settings)
         messages = [temporal_messages(q, clip.timestamps, self.vlm.prompt_version) for q in queries]
         answers = self.vlm.generate([ChatRequest(m, videos=(clip,)) for m in messages], self.settings.generation)
         seconds = (time.perf_counter() - start) / max(len(queries), 1)  # the batch's time, shared out
@@ -38,6 +44,7 @@ class TemporalGrounder:
             "scene": str(scene.path),
             "num_scene_frames": len(scene),
             "frames_shown": len(positions),
+            "frames_unreadable": len(sampled) - len(positions),
             "frame_size": [int(clip.frames.shape[2]), int(clip.frames.shape[1])],
             "times_shown": np.round(clip.timestamps, 3),
             "prompt_version": self.vlm.prompt_version,
