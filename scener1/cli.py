@@ -66,18 +66,18 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         )
         if args.aligned:
             cloud = cloud.transformed(scene.axis_alignment)
-    bad = sorted(scene.unreadable)  # frames passed over (corrupt, missing, wrong size)
-    if len(bad) == len(positions):
-        raise ScenerError(f"none of the {len(positions)} chosen frames can be read (first: {scene.unreadable[bad[0]]})")
+    bad = len(scene.unreadable)  # frames passed over (corrupt, missing, wrong size)
+    if bad == len(positions):
+        raise ScenerError(f"none of the {len(positions)} chosen frames can be read (first: {scene.first_unreadable()})")
     if len(cloud) == 0:
         raise ScenerError("the fused cloud is empty: no valid depth in the chosen frames")
     write_ply(cloud, args.out)
     frame = "axis-aligned" if args.aligned else "raw scene"
-    unreadable = f" and {len(bad)} unreadable" if bad else ""
-    print(f"fused {len(positions) - len(bad)} frames ({skipped} with invalid poses{unreadable} skipped) into "
+    unreadable = f" and {bad} unreadable" if bad else ""
+    print(f"fused {len(positions) - bad} frames ({skipped} with invalid poses{unreadable} skipped) into "
           f"{len(cloud)} points ({frame} frame) -> {args.out}")
     if bad:
-        print(f"skipped: {scene.unreadable[bad[0]]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+        print(f"skipped: {scene.first_unreadable()}" + (f" (and {bad - 1} more)" if bad > 1 else ""))
     return 0
 
 

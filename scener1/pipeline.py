@@ -188,9 +188,8 @@ class Pipeline:
                 notes.append(f"lifting: {exc}")
             else:
                 if scene.unreadable:  # passed over by the image stage or the tracker (Scene.frame_or_none)
-                    bad = sorted(scene.unreadable)
-                    notes.append(f"scene: {len(bad)} unreadable frame(s) passed over, first at position {bad[0]}: "
-                                 f"{scene.unreadable[bad[0]]}")
+                    notes.append(f"scene: {len(scene.unreadable)} unreadable frame(s) passed over, first at position "
+                                 f"{min(scene.unreadable)}: {scene.first_unreadable()}")
                 if lifted.status != "ok":
                     status = lifted.status
                     notes.append(f"lifting: {lifted.reason}")

@@ -130,9 +130,17 @@ class Scene(abc.ABC):
         """The frame at ``position``, or ``None`` when its images cannot be read (a corrupt or missing file, a
         wrong size), the reason kept in ``unreadable``: for stages that read many frames and can do without one
         (tracking, candidate frames), so that one bad image among hundreds does not end a query."""
+        return self._read_or_none(self.frame, position)
+
+    def first_unreadable(self) -> str:
+        """Why the earliest frame met so far could not be read ("" when every frame read so far could)."""
+        return self.unreadable[min(self.unreadable)] if self.unreadable else ""
+
+    def _read_or_none(self, read, position: int):
+        """``read(position)``, or ``None`` with the reason kept in ``unreadable`` when it raises a SceneError."""
         self._check_position(position)
         try:
-            return self.frame(position)
+            return read(position)
         except SceneError as exc:
             self.unreadable[int(position)] = str(exc)
             return None
@@ -167,12 +175,9 @@ class Scene(abc.ABC):
         """Stream ``(position, colour)`` at ``positions`` (all by default), like :meth:`frames` without depth
         (``skip_unreadable`` as there)."""
         for p in _progress(self._positions(positions), progress):
-            try:
-                yield p, self.color(p)
-            except SceneError as exc:
-                if not skip_unreadable:
-                    raise
-                self.unreadable[int(p)] = str(exc)
+            color = self._read_or_none(self.color, p) if skip_unreadable else self.color(p)
+            if color is not None:
+                yield p, color
 
     def depths(self, positions: Iterable[int] | None = None, progress: bool | str = False) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(position, depth)`` at ``positions`` (all by default), like :meth:`frames` without colour."""

@@ -94,7 +94,7 @@ class ImageGrounder:
             outside = self.outside_frames(scene, positions, cache)
             frames = [(f, ok, True) for f, ok in inside] + [(f, ok, False) for f, ok in outside]
             if not frames:
-                why = next(iter(scene.unreadable.values()), "no frames")
+                why = scene.first_unreadable() or "no frames"
                 raise SceneError(f"none of the image stage's candidate frames can be read ({why})")
             jobs.append((query, positions, messages, frames))
         requests = [

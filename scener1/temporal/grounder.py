@@ -34,7 +34,7 @@ class TemporalGrounder:
         shown = list(scene.colors(sampled, skip_unreadable=True))
         if not shown:
             raise SceneError(f"none of the {len(sampled)} frames of the temporal stage's clip can be read "
-                             f"({next(iter(scene.unreadable.values()))})")
+                             f"({scene.first_unreadable()})")
         positions = np.array([p for p, _ in shown], dtype=np.int64)
         clip = build_video_clip([color for _, color in shown], times[positions], self.settings)
         messages = [temporal_messages(q, clip.timestamps, self.vlm.prompt_version) for q in queries]
