@@ -134,6 +134,20 @@ def test_chosen_frame_check_says_where_a_query_was_lost():
     assert chosen_frame_check(views, 3, None) == (True, False)  # no box of its own (whole-frame fallback)
 
 
+def test_candidate_checks_bound_what_a_better_vote_could_reach():
+    from scener1.rl.benchmark import candidate_checks
+    from scener1.rl.datasets import Visible
+
+    truth = [(Visible(3, 500, (10, 20, 50, 60)),), (Visible(7, 90, (100, 0, 120, 30)),), ()]
+    on_target, on_other = (20.0, 30.0, 40.0, 50.0), (100.0, 0.0, 120.0, 30.0)
+    # one of three frames shows the target, and its candidate boxed it
+    assert candidate_checks(truth, 3, [(0, on_target), (1, on_other), (2, on_other)]) == (1 / 3, True)
+    # the frame shows it but the box lies elsewhere; a candidate without a box counts as a miss
+    assert candidate_checks(truth, 3, [(0, on_other), (0, None), (1, on_other)]) == (2 / 3, False)
+    assert candidate_checks(truth, 7, [(1, on_other)]) == (1.0, True)
+    assert candidate_checks(truth, 3, []) == (0.0, False)
+
+
 def test_heldout_rows_add_absent_rows_only_for_models_asked_for_them(tmp_path):
     from scener1.models.tiny import build_tiny_vlm
     from scener1.prompts import write_model_prompt_info
@@ -184,6 +198,8 @@ def test_models_are_compared_on_the_same_items_and_not_run_twice(tmp_path, monke
     # a generated scene has per-frame truth: the pipeline's chosen frame is checked against it
     assert isinstance(first[-1]["target_seen"], bool) and isinstance(first[-1]["pointing"], bool)
     assert report["results"]["a"]["3d/target_seen"] == float(first[-1]["target_seen"])
+    # ... and so is every frame its image stage asked: the chosen one is among them
+    assert first[-1]["candidates_seen"] >= 0 and report["results"]["a"]["3d/any_pointing"] >= float(first[-1]["pointing"])
     assert "| image/acc@0.5 | >= 0.5 |" in (tmp_path / "eval" / "report.md").read_text()
     assert report["results"]["a"]["reliance/n"] == 2 and "| reliance/grey_pointing |" in (
         tmp_path / "eval" / "report.md").read_text()

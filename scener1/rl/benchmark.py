@@ -9,7 +9,8 @@ For each model, on the same held-out scenes, the same rows and the same greedy d
 - the full pipeline (temporal -> image -> geometric tracker -> lifting, :class:`scener1.pipeline.Pipeline`
   with its default settings) on a fixed subset of the scenes' referring expressions, scored like ScanRefer:
   ``3d/acc@0.25`` and ``3d/acc@0.5`` (IoU of the axis-aligned box with the object's true box; a query that
-  gives no box scores 0), and where queries were lost (``3d/target_seen``, ``3d/pointing``).
+  gives no box scores 0), and where queries were lost (``3d/target_seen``, ``3d/pointing``) and what a
+  better choice among the image stage's candidates could gain (``3d/candidates_seen``, ``3d/any_pointing``).
 
 The subsets depend only on the scenes and the seed, so two models (SFT alone, SFT + GRPO) are compared on
 exactly the same items. Results go to ``out_dir``: ``report.json``, ``report.md`` and one
@@ -34,7 +35,7 @@ HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
 #: Shown when measured: where the pipeline lost its queries (:func:`evaluate_pipeline`) and the answers on frames
 #: without the target (models whose prompts allow "not in the image").
-DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "image/absent_acc", "image/said_absent", "detect/precision",
+DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "3d/candidates_seen", "3d/any_pointing", "image/absent_acc", "image/said_absent", "detect/precision",
                "detect/recall")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
@@ -124,6 +125,21 @@ def chosen_frame_check(views: Sequence[Any], object_id: int, box: Sequence[float
     return True, bool(x1 <= cx < x2 and y1 <= cy < y2)
 
 
+def candidate_checks(truth: Sequence[Sequence[Any]], object_id: int,
+                     candidates: Sequence[tuple[int, Sequence[float] | None]]) -> tuple[float, bool]:
+    """What the image stage had to choose from: (share of its candidate frames that show the target, does
+    any candidate's box centre lie on the target). The second bounds what a better vote among the same
+    answers could reach; when it is high and ``3d/pointing`` low, the choice is the loss, not the answers.
+
+    ``truth``: per scene position, the frame's :class:`~scener1.rl.datasets.Visible` objects;
+    ``candidates``: (scene position, box or None) pairs.
+    """
+    checks = [chosen_frame_check(truth[p], object_id, box) for p, box in candidates]
+    if not checks:
+        return 0.0, False
+    return float(np.mean([seen for seen, _ in checks])), any(hit for _, hit in checks)
+
+
 def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]],
                       overrides: Sequence[str] = (), progress: bool = True) -> tuple[dict[str, float], list[dict]]:
     """Ground each query with the full pipeline and score its 3D box against the true one.
@@ -131,7 +147,8 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
     Where the scene has per-frame ground truth (``gt/frames.json``), two more figures say where a query
     was lost: ``3d/target_seen`` (the image stage's chosen frame shows the target; low means the
     temporal span, or the vote among frames, missed it) and ``3d/pointing`` (the chosen box's centre lies
-    on the target there).
+    on the target there), and two more on all the frames the image stage asked (:func:`candidate_checks`):
+    ``3d/candidates_seen`` and ``3d/any_pointing``.
     """
     from ..data import open_scene
     from ..errors import ScenerError
@@ -168,7 +185,10 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
             if views is not None and result.image is not None and 0 <= result.image.position < len(views):
                 seen, pointing = chosen_frame_check(views[result.image.position], q["object_id"],
                                                     None if result.image.used_fallback else result.image.box)
-                results[i].update(target_seen=seen, pointing=pointing)
+                shown, any_hit = candidate_checks(views, q["object_id"],
+                                                  [(c.position, c.box) for c in result.image.candidates])
+                results[i].update(target_seen=seen, pointing=pointing, candidates_seen=round(shown, 4),
+                                  any_pointing=any_hit)
     ordered = [results[i] for i in range(len(queries))]
     ious = np.array([r["iou"] for r in ordered]) if ordered else np.zeros(0)
     metrics = {"3d/n": float(len(ordered))}
@@ -179,7 +199,9 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
     checked = [r for r in ordered if "target_seen" in r]
     if checked:
         metrics.update({"3d/target_seen": float(np.mean([r["target_seen"] for r in checked])),
-                        "3d/pointing": float(np.mean([r["pointing"] for r in checked]))})
+                        "3d/pointing": float(np.mean([r["pointing"] for r in checked])),
+                        "3d/candidates_seen": float(np.mean([r["candidates_seen"] for r in checked])),
+                        "3d/any_pointing": float(np.mean([r["any_pointing"] for r in checked]))})
     return metrics, ordered
 
 
