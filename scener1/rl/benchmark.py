@@ -35,8 +35,8 @@ HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
 #: Shown when measured: where the pipeline lost its queries (:func:`evaluate_pipeline`) and the answers on frames
 #: without the target (models whose prompts allow "not in the image").
-DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "3d/candidates_seen", "3d/any_pointing", "image/absent_acc", "image/said_absent", "detect/precision",
-               "detect/recall")
+DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "3d/candidates_seen", "3d/any_pointing", "image/absent_acc",
+               "image/said_absent", "detect/precision", "detect/recall")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
 TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
