@@ -117,13 +117,24 @@ def test_unreadable_image(scan, tmp_path):
     code, out, err = run("fuse", "--scene", scan, "--out", tmp_path / "c.ply", "--quiet")
     assert code == 0 and "fused 7 frames (0 with invalid poses and 1 unreadable skipped)" in out, (out, err)
     assert "skipped: cannot decode colour image" in out and (tmp_path / "c.ply").is_file()
-    (scan / "pose" / "0.txt").write_text("nan nan nan nan\n" * 4)  # frame 0 (read to size the scene) is not fused
+    (scan / "pose" / "0.txt").write_text("nan nan nan nan\n" * 4)  # frame 0 is not fused
     for p in range(1, 8):
         (scan / "color" / f"{p}.png").write_bytes(b"not a png at all")
     assert_one_line_error(["fuse", "--scene", scan, "--out", tmp_path / "d.ply", "--quiet"],
                           "none of the 7 chosen frames can be read (first: cannot decode colour image")
+
+
+def test_corrupt_first_frame(scan, tmp_path):
+    """The scene is sized from the first frame that decodes; a corrupt frame 0 is one unreadable frame."""
     (scan / "depth" / "0.png").write_bytes(b"")
+    code, out, err = run("info", "--scene", scan)
+    assert code == 0 and "depth image size taken from 1.png: 1 earlier frame(s) could not be decoded" in out, (out, err)
+    code, out, err = run("fuse", "--scene", scan, "--out", tmp_path / "c.ply", "--quiet")
+    assert code == 0 and "fused 7 frames (0 with invalid poses and 1 unreadable skipped)" in out, (out, err)
+    for p in range(1, 8):
+        (scan / "depth" / f"{p}.png").write_bytes(b"")
     assert_one_line_error(["info", "--scene", scan], "cannot decode image")
+    assert_one_line_error(["info", "--scene", scan], "(and the next 7 frames)")
 
 
 def test_colour_depth_count_mismatch(scan):

@@ -96,6 +96,17 @@ def test_video_with_depth_folder(tmp_path, single_pose_file):
         assert len(scene) == 6
 
 
+
+def test_video_with_a_corrupt_first_depth_map(tmp_path):
+    toy = make_frames(4, color_scale=2)
+    root = write_video(tmp_path / "clip", toy, fps=10.0)
+    (root / "depth" / "0.png").write_bytes(b"truncated")
+    with open_scene(root) as scene:  # sized from the next depth map; frame 0 is one unreadable frame
+        assert scene.depth_intrinsics == toy.K_depth
+        assert any("depth image size taken from 1.png" in n for n in scene.notes)
+        assert scene.frame_or_none(0) is None and scene.frame_or_none(1) is not None
+
+
 def test_sens_round_trip(tmp_path):
     toy = make_frames(5, color_scale=2)
     toy.frames[2] = type(toy.frames[2])(**{**toy.frames[2].__dict__, "pose": np.full((4, 4), -np.inf)})

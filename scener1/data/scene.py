@@ -7,7 +7,7 @@ only when a frame is asked for, so long scans stream instead of filling memory.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -287,6 +287,34 @@ def find_scannet_meta(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+#: How many frames are tried, in order, for one that decodes to size a scene's images.
+SIZE_PROBES = 10
+
+
+def first_image_size(paths: Sequence[Path], kind: str, notes: list[str]) -> tuple[int, int]:
+    """(width, height) of the first of ``paths`` that decodes.
+
+    A scene is sized from one frame; a corrupt first frame would otherwise make the whole scene unopenable,
+    while later it is only one unreadable frame, passed over like any other (``Scene.frame_or_none``).
+    Up to :data:`SIZE_PROBES` frames are tried; the ones skipped are said in ``notes``.
+    """
+    errors = []
+    for path in paths[:SIZE_PROBES]:
+        try:
+            size = io.image_size(path)
+        except SceneError as exc:
+            errors.append(str(exc))
+            continue
+        if errors:
+            notes.append(f"{kind} image size taken from {path.name}: {len(errors)} earlier frame(s) could not be "
+                         f"decoded ({errors[0]})")
+        return size
+    if not errors:
+        raise SceneError(f"no {kind} frames to size the scene from")
+    more = f" (and the next {len(errors) - 1} frames)" if len(errors) > 1 else ""
+    raise SceneError(f"{errors[0]}{more}")
+
+
 def timestamps_from_ids(frame_ids: np.ndarray, fps: float) -> np.ndarray:
     """Seconds of frames named by their capture index (frame 0 at t = 0)."""
     ids = np.asarray(frame_ids, dtype=np.float64)
@@ -381,8 +409,8 @@ class ImageFilesScene(Scene):
         fps = check_fps(options.fps if options.fps is not None else (meta.fps if meta else None))
         color_paths = [color[i] for i in ids]
         depth_paths = [depth[i] for i in ids]
-        color_I = Intrinsics.from_matrix(color_K, *io.image_size(color_paths[0]))
-        depth_size = io.image_size(depth_paths[0])
+        color_I = Intrinsics.from_matrix(color_K, *first_image_size(color_paths, "colour", notes))
+        depth_size = first_image_size(depth_paths, "depth", notes)
         if depth_K is not None:
             depth_I = Intrinsics.from_matrix(depth_K, *depth_size)
         else:

@@ -21,7 +21,16 @@ import numpy as np
 from ..errors import SceneError
 from ..types import Intrinsics
 from . import io
-from .scene import Scene, SceneOptions, _progress, check_depth_scale, find_scannet_meta, load_scannet_meta, resolve_depth_intrinsics
+from .scene import (
+    Scene,
+    SceneOptions,
+    _progress,
+    check_depth_scale,
+    find_scannet_meta,
+    first_image_size,
+    load_scannet_meta,
+    resolve_depth_intrinsics,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -104,10 +113,10 @@ class VideoScene(Scene):
         else:
             raise SceneError(f"{root}: missing intrinsics (expected intrinsic/intrinsic_color.txt or intrinsic.txt)")
         color_I = Intrinsics.from_matrix(color_K, *color_size)
-        depth_size = io.image_size(self._depth_paths[0])
+        notes: list[str] = []
+        depth_size = first_image_size(self._depth_paths, "depth", notes)
         meta_path = options.meta or find_scannet_meta(root)
         meta = load_scannet_meta(meta_path) if meta_path else None
-        notes: list[str] = []
         if depth_file.is_file():
             depth_I = Intrinsics.from_matrix(io.read_camera_matrix(depth_file), *depth_size)
         else:
