@@ -96,6 +96,7 @@ def test_pretraining_teaches_the_tower_and_resumes_after_a_kill(tmp_path, monkey
     # measured on the training frames: the tower tells colours and (less well) categories apart
     assert summary["metrics"]["dense/color"] >= 0.7 and summary["metrics"]["dense/object"] > 0.15
     assert summary["metrics"]["dense_video/color"] >= 0.6  # and reads the same frames as videos
+    assert summary["metrics"]["dense_train/object"] == summary["metrics"]["dense/object"]  # here the same scene
     assert not (out / vp.STATE_FILE).exists()
 
     before, after = load_file(init / "model.safetensors"), load_file(out / "model.safetensors")

@@ -226,10 +226,10 @@ def dense_losses(model: Any, heads: Any, inputs: Any, targets: Sequence[Any], co
 
 
 def evaluate_dense(model: Any, heads: Any, batches: DenseBatches, frames: int, batch_size: int = 16,
-                   videos: bool = False) -> dict[str, float]:
+                   videos: bool = False, prefix: str | None = None) -> dict[str, float]:
     """Cell accuracy on ``frames`` evenly spaced frames of ``batches``' scenes: category on cells showing
     an object and on the rest, colour on object cells, mean box L1 (share of the frame). ``videos``: the
-    frames go in as two-frame videos (figures named ``dense_video/...``)."""
+    frames go in as two-frame videos (figures named ``dense_video/...``); ``prefix`` names them otherwise."""
     import torch
 
     n = min(frames, len(batches.items))
@@ -248,7 +248,7 @@ def evaluate_dense(model: Any, heads: Any, batches: DenseBatches, frames: int, b
             hits["background"] += right[~on].tolist()
             hits["color"] += (col_logits.argmax(-1) == color)[on].tolist()
             hits["box_l1"] += (box_pred[on] - box[on]).abs().mean(-1).tolist()
-    prefix = "dense_video" if videos else "dense"
+    prefix = prefix or ("dense_video" if videos else "dense")
     return {f"{prefix}/{k}": float(np.mean(v)) for k, v in hits.items() if v}  # no object cells: no object figures
 
 
@@ -346,6 +346,11 @@ def pretrain_vision(model_dir: str | Path, scenes: Sequence[str | Path], config:
         if config.video_share > 0:  # how the tower reads the temporal stage's videos
             metrics.update(evaluate_dense(model, heads, held, config.eval_frames, videos=True))
         held.close()
+        # the same figures on the training frames: the gap to the held-out ones says whether the tower fits its
+        # scenes (more scenes help) or cannot tell the objects apart at all (a larger tower or more steps help)
+        seen = DenseBatches(scenes, processor, config.frame_stride, config.min_share, config.seed, **video)
+        metrics.update(evaluate_dense(model, heads, seen, config.eval_frames, prefix="dense_train"))
+        seen.close()
     model.save_pretrained(out)
     processor.save_pretrained(out)
     prompts = Path(model_dir) / "scener1_prompts.json"  # the prompt version and box convention travel along
