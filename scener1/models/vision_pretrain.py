@@ -336,7 +336,6 @@ def pretrain_vision(model_dir: str | Path, scenes: Sequence[str | Path], config:
             bar.update(1)
     if bar is not None:
         bar.close()
-    batches.close()
 
     visual.eval()
     metrics: dict[str, float] = {}
@@ -346,11 +345,10 @@ def pretrain_vision(model_dir: str | Path, scenes: Sequence[str | Path], config:
         if config.video_share > 0:  # how the tower reads the temporal stage's videos
             metrics.update(evaluate_dense(model, heads, held, config.eval_frames, videos=True))
         held.close()
-        # the same figures on the training frames: the gap to the held-out ones says whether the tower fits its
-        # scenes (more scenes help) or cannot tell the objects apart at all (a larger tower or more steps help)
-        seen = DenseBatches(scenes, processor, config.frame_stride, config.min_share, config.seed, **video)
-        metrics.update(evaluate_dense(model, heads, seen, config.eval_frames, prefix="dense_train"))
-        seen.close()
+        # the same figures on the training frames (unmirrored, as evaluate_dense loads them): the gap to the held-out
+        # ones says whether the tower fits its scenes (more scenes help) or cannot tell objects apart (a larger tower)
+        metrics.update(evaluate_dense(model, heads, batches, config.eval_frames, prefix="dense_train"))
+    batches.close()
     model.save_pretrained(out)
     processor.save_pretrained(out)
     prompts = Path(model_dir) / "scener1_prompts.json"  # the prompt version and box convention travel along
