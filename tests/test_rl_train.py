@@ -337,6 +337,59 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
     assert all(torch.equal(got[k], weights[k]) for k in weights if k not in tower)
     assert (start / "tokenizer.json").is_file()
 
+    # or from a checkpoint that travels anyway (the shipped model), in its own dtype
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other)
+    save_file({k: v - 2.0 if k in tower else v for k, v in weights.items()}, other / "model.safetensors")
+    got = load_file(lease.start_model(tmp_path / "pack2", work / "init", tmp_path / "there3", other)
+                    / "model.safetensors")
+    assert all(torch.equal(got[k], weights[k] - 2.0) for k in tower)
+    assert all(torch.equal(got[k], weights[k]) for k in weights if k not in tower)
+    with pytest.raises(ConfigError, match="no model.safetensors"):
+        lease.start_model(tmp_path / "pack2", work / "init", tmp_path / "there3", tmp_path / "nowhere")
+
+
+def test_lease_train_goes_on_from_a_given_checkpoint(tiny_model, scene_root, tmp_path, monkeypatch):
+    """``lease_sft.py train --start DIR``: calibration and training both start from DIR (not the untrained
+    model), and lease.json says so; a folder without a model is refused."""
+    import importlib.util
+    import json
+    import time
+
+    import scener1.rl.train as rl_train
+
+    spec = importlib.util.spec_from_file_location("lease_sft", ROOT / "tools" / "lease_sft.py")
+    lease = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lease)
+    work = tmp_path / "work"
+    scene = next(p for p in scene_root.iterdir() if p.is_dir())
+    for split, names in (("train", [scene.name]), ("val", [])):
+        (work / "data" / split).mkdir(parents=True)
+        (work / "data" / split / "scenes.txt").write_text("".join(f"{n}\n" for n in names))
+    (work / "data" / "train" / scene.name).symlink_to(scene)
+    (work / "init").symlink_to(tiny_model)
+    config = {"seed": 0, "sft": {"easy_rows": 0}, "data": {"tasks": ["image"], "image": {"frame_stride": 5}}}
+    lease.pack(config, work, tmp_path / "pack")
+
+    starts = []
+
+    def fake_sft(start, rows, cfg, evaluation=None, callbacks=()):
+        starts.append(Path(start))
+        for callback in callbacks:  # the calibration's step clock
+            for _ in range(30):
+                callback.on_step_end(None, None, None)
+                time.sleep(0.002)
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / "curves.jsonl").write_text(json.dumps({"train_runtime": 0.1}) + "\n")
+        return Path(cfg.output_dir) / "final"
+
+    monkeypatch.setattr(rl_train, "run_sft", fake_sft)
+    with pytest.raises(ConfigError, match="not a model folder"):
+        lease.train(config, tmp_path / "pack", tmp_path / "there", 1.0, 10, start_from=tmp_path / "pack")
+    lease.train(config, tmp_path / "pack", tmp_path / "there", 1.0, 10, start_from=tiny_model)
+    assert starts == [tiny_model, tiny_model]
+    assert json.loads((tmp_path / "there" / "lease.json").read_text())["start"] == str(tiny_model)
+
 
 @pytest.mark.parametrize("family", ["scene_r1_tiny", "qwen2_5_vl"])
 def test_grpo_scores_completions_with_each_samples_video_or_image(family, tiny_model, scene_root, tmp_path):

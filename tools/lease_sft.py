@@ -15,6 +15,12 @@ depth becomes zeros: the supervised stage reads neither) and trains within a tim
     python tools/lease_sft.py train --pack lease_pack --work /tmp/tiny --minutes 8 \\
         --set sft.device=cuda --set torch_threads=4 --set sft.dataloader_num_workers=12
 
+    # or: the untrained model with the shipped model's tower (pack with --set vision.steps=0: no vision stage
+    # here, no tower in the pack),
+    # or go on training the shipped model itself (does it still gain from more supervised steps?)
+    python tools/lease_sft.py train ... --tower assets/models/scene-r1-tiny
+    python tools/lease_sft.py train ... --start assets/models/scene-r1-tiny --set sft.learning_rate=0.0003
+
 ``train`` writes WORK/sft/final (the model) and WORK/lease.json (the row count it chose and the measured
 throughput, so that the run can be repeated with a fixed ``sft.total_rows``). Both commands read the same
 recipe (``--config``, default configs/train/tiny_cpu.yaml) and take ``--set`` overrides.
@@ -135,19 +141,28 @@ def unpack(pack_dir: Path, scenes_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def start_model(pack_dir: Path, init: Path, work: Path) -> Path:
-    """The model SFT starts from there: the untrained ``init``, or a copy of it carrying the packed vision
-    tower (the vision stage changes nothing else) in WORK/vision."""
+def start_model(pack_dir: Path, init: Path, work: Path, tower_from: Path | None = None) -> Path:
+    """The model SFT starts from there: the untrained ``init``, or a copy of it carrying a pretrained vision
+    tower (the vision stage changes nothing else) in WORK/vision: the packed one, or ``tower_from``'s (a
+    checkpoint that travelled anyway, e.g. the shipped model, whose tower the recipe's SFT kept frozen)."""
     from safetensors.torch import load_file, save_file
 
     from scener1.errors import ConfigError
 
-    if not (pack_dir / TOWER_FILE).is_file():
+    if tower_from is not None:
+        if not (tower_from / "model.safetensors").is_file():
+            raise ConfigError(f"--tower {tower_from}: no model.safetensors there")
+        tower = {k: v for k, v in load_file(tower_from / "model.safetensors").items()
+                 if ".visual." in k or k.startswith("visual.")}
+    elif (pack_dir / TOWER_FILE).is_file():
+        tower = load_file(pack_dir / TOWER_FILE)
+    else:
         return init
-    tower, weights = load_file(pack_dir / TOWER_FILE), load_file(init / "model.safetensors")
+    weights = load_file(init / "model.safetensors")
     unfit = [k for k, v in tower.items() if k not in weights or weights[k].shape != v.shape]
-    if unfit:
-        raise ConfigError(f"the packed vision tower does not fit the recipe's model ({len(unfit)} tensors, e.g. {unfit[0]})")
+    if unfit or not tower:
+        raise ConfigError(f"the vision tower does not fit the recipe's model ({len(unfit)} tensors, e.g. "
+                          f"{unfit[0] if unfit else 'none found'})")
     out = work / "vision"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(init, out)
@@ -192,18 +207,25 @@ def runtime(output_dir: Path) -> float:
     raise RuntimeError(f"{output_dir}/curves.jsonl has no train_runtime")
 
 
-def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, calibration_steps: int) -> Path:
+def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, calibration_steps: int,
+          start_from: Path | None = None, tower_from: Path | None = None) -> Path:
+    """Unpack, calibrate, train. ``start_from``: a trained checkpoint to go on training (to see whether
+    more supervised steps help) instead of the untrained model; ``tower_from``: see :func:`start_model`."""
     from scener1.rl.train import run_sft
 
     from scener1.errors import ConfigError
 
     if not minutes > 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
+    if start_from is not None:
+        if not (start_from / "config.json").is_file():
+            raise ConfigError(f"--start {start_from}: not a model folder (no config.json)")
+        train_tiny.check_prompt_version(config, start_from)
     start = time.monotonic()
     deadline = start + 60.0 * minutes
     rows = unpack(pack_dir, work / "data" / "train")
     say(f"{len(rows)} rows unpacked in {time.monotonic() - start:.0f} s")
-    init = start_model(pack_dir, train_tiny.stage_init(config, work), work)
+    init = start_from or start_model(pack_dir, train_tiny.stage_init(config, work), work, tower_from)
     batch = int(config["sft"].get("batch_size", 8))
 
     probe = work / "calibration"
@@ -225,7 +247,7 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
         f"training {total} rows")
     if total < 10 * batch:
         raise SystemExit("lease_sft: too little time left to train")
-    info = {"rows_per_s": round(rate, 1), "setup_s": round(overhead, 1), "total_rows": total,
+    info = {"rows_per_s": round(rate, 1), "setup_s": round(overhead, 1), "total_rows": total, "start": str(init),
             "batch_size": batch, "minutes": minutes, "pack": json.loads((pack_dir / "pack.json").read_text())}
     (work / "lease.json").write_text(json.dumps(info, indent=2) + "\n")
     easy = min(int(config["sft"].get("easy_rows", 0)), total)  # a short lease has room for fewer easy rows
@@ -248,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-steps", type=int, default=60)
     parser.add_argument("--jpeg-quality", type=int, default=None,
                         help="pack: re-encode the frames at this JPEG quality (80 halves the pack)")
+    parser.add_argument("--start", type=Path, default=None,
+                        help="train: go on training this checkpoint instead of the untrained model")
+    parser.add_argument("--tower", type=Path, default=None,
+                        help="train: the untrained model gets this checkpoint's vision tower (e.g. "
+                             "assets/models/scene-r1-tiny) instead of the packed one")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
@@ -263,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(int(config.get("torch_threads", 1)))
             args.work.mkdir(parents=True, exist_ok=True)
             (args.work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            train(config, args.pack, args.work, args.minutes, args.calibration_steps)
+            train(config, args.pack, args.work, args.minutes, args.calibration_steps, args.start, args.tower)
     except ScenerError as exc:
         print(f"lease_sft: error: {exc}", file=sys.stderr)
         return 2
