@@ -313,6 +313,28 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
         assert 0 < np.abs(a - b).mean() < 8
     with pytest.raises(ConfigError, match="1-100"):
         lease.pack(config, work, tmp_path / "pack_q0", jpeg_quality=0)
+
+    # as one archive (what a lease carries): the same rows and frames once extracted over there
+    archived = lease.pack(config, work, tmp_path / "lease.tgz")
+    assert (tmp_path / "lease.tgz").is_file() and not (tmp_path / "lease").exists()  # only the archive stays
+    assert archived["rows"] == info["rows"] and archived["frames"] == info["frames"]
+    opened = lease.open_pack(tmp_path / "lease.tgz", tmp_path / "there_tgz")
+    assert opened == tmp_path / "there_tgz" / "pack"
+    assert lease.unpack(opened, tmp_path / "there_tgz" / "scenes") == [
+        {**r, "scene": str(tmp_path / "there_tgz" / "scenes" / Path(r["scene"]).name)} for r in rows]
+    assert lease.open_pack(tmp_path / "pack", tmp_path / "x") == tmp_path / "pack"  # a folder is used as it is
+    with pytest.raises(ConfigError, match="exists"):
+        lease.pack(config, work, tmp_path / "lease.tgz")
+    import tarfile
+
+    evil = tmp_path / "evil.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tmp_path / "pack" / "pack.json", arcname="../escaped.json")
+    with pytest.raises(ConfigError, match="not a readable pack archive"):
+        lease.open_pack(evil, tmp_path / "there_evil")
+    assert not (tmp_path / "escaped.json").exists()
+    with pytest.raises(ConfigError, match="no such archive"):
+        lease.open_pack(tmp_path / "missing.tgz", tmp_path / "there_evil")
     with pytest.raises(ConfigError, match="not a pack"):
         lease.unpack(tmp_path / "work", tmp_path / "elsewhere")
     assert lease.start_model(tmp_path / "pack", work / "init", tmp_path / "there_work") == work / "init"
@@ -347,6 +369,13 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
     assert all(torch.equal(got[k], weights[k]) for k in weights if k not in tower)
     with pytest.raises(ConfigError, match="no model.safetensors"):
         lease.start_model(tmp_path / "pack2", work / "init", tmp_path / "there3", tmp_path / "nowhere")
+
+    # the bf16 copy that comes back from a lease: same tensors to bf16 rounding, processor files beside them
+    small = lease.export_bf16(tiny_model, tmp_path / "bf16")
+    halved = load_file(small / "model.safetensors")
+    assert all(halved[k].dtype == torch.bfloat16 and torch.equal(halved[k], weights[k].to(torch.bfloat16))
+               for k in weights if weights[k].is_floating_point())
+    assert (small / "tokenizer.json").is_file() and (small / "config.json").is_file()
 
 
 def test_lease_train_goes_on_from_a_given_checkpoint(tiny_model, scene_root, tmp_path, monkeypatch):

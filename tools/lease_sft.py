@@ -8,11 +8,13 @@ depth becomes zeros: the supervised stage reads neither) and trains within a tim
 
     # here: rows of the recipe's training scenes (data and vision stages done), frames, camera files and
     # the pretrained vision tower -> PACK
-    .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack lease_pack --jpeg-quality 75 \\
+    # (NAME.tgz: one archive; a lease counts the many small files of a folder by their disk blocks)
+    .venv/bin/python tools/lease_sft.py pack --work outputs/train_tiny --pack .lease/pack.tgz --jpeg-quality 70 \\
         --set data.image.frame_stride=12 --set data.detect.frame_stride=12
-    # there: build the untrained model, measure rows/s on a short run, train as many rows as fit
-    # (run 10 on an H100: the recipe's batch of 8 at 10.4 steps/s, bound by kernel launches; docs/training.md)
-    python tools/lease_sft.py train --pack lease_pack --work /tmp/tiny --minutes 8 \\
+    # there: build the untrained model, measure rows/s on a short run, train as many rows as fit, and write a
+    # bf16 copy small enough to come back (run 10 on an H100: the recipe's batch of 8 at 10.4 steps/s, bound by
+    # kernel launches; run 18 on an H200: four runs side by side; docs/training.md)
+    python tools/lease_sft.py train --pack .lease/pack.tgz --work /tmp/tiny --minutes 8 --export $OUT/model \\
         --set sft.device=cuda --set torch_threads=4 --set sft.dataloader_num_workers=12
 
     # or: the untrained model with the shipped model's tower (pack with --set vision.steps=0: no vision stage
@@ -44,6 +46,7 @@ sys.path.insert(0, str(REPO))
 import train_tiny  # tools/train_tiny.py: the recipe's stages
 
 ROWS_FILE = "rows.jsonl.gz"
+ARCHIVE_SUFFIX = ".tgz"  # --pack NAME.tgz: the pack as one archive (see archive_pack)
 TOWER_FILE = "vision_tower.safetensors"  # the vision stage's tower (bf16, 3.7 MB), when the recipe has that stage
 CAMERA_DIRS = ("pose", "intrinsic")
 
@@ -61,6 +64,12 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
     from scener1.errors import ConfigError
     from scener1.rl.train import recipe_rows
 
+    if out.name.endswith(ARCHIVE_SUFFIX):
+        if out.exists():
+            raise ConfigError(f"{out} exists; pack into a new archive")
+        info = pack(config, work, out.with_name(out.name[: -len(ARCHIVE_SUFFIX)]), jpeg_quality)
+        return {**info, "archive": str(archive_pack(out.with_name(out.name[: -len(ARCHIVE_SUFFIX)]))),
+                "archive_mib": round(out.stat().st_size / 2**20, 1)}
     if out.exists():
         raise ConfigError(f"{out} exists; pack into a new folder")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
@@ -106,6 +115,53 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
             "jpeg_quality": jpeg_quality}
     (out / "pack.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def archive_pack(pack_dir: Path) -> Path:
+    """Replace the pack folder by one gzipped tar beside it (NAME.tgz). A lease measures what it carries by disk
+    usage, where each small file takes whole blocks: the 33,000 frames and camera files of 180 scenes use 173 MB of
+    disk for 53 MB of bytes, and the archive (tar headers and JPEG markers compress) is 42 MB."""
+    import tarfile
+
+    out = pack_dir.with_name(pack_dir.name + ARCHIVE_SUFFIX)
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(pack_dir, arcname="pack")
+    shutil.rmtree(pack_dir)
+    return out
+
+
+def open_pack(pack: Path, work: Path) -> Path:
+    """The pack folder: ``pack`` itself, or an archive from :func:`archive_pack` extracted to WORK/pack
+    (members that would land outside it are refused)."""
+    from scener1.errors import ConfigError
+
+    if not pack.name.endswith(ARCHIVE_SUFFIX):
+        return pack
+    import tarfile
+
+    if not pack.is_file():
+        raise ConfigError(f"{pack}: no such archive")
+    shutil.rmtree(work / "pack", ignore_errors=True)
+    try:
+        with tarfile.open(pack) as tar:
+            tar.extractall(work, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise ConfigError(f"{pack}: not a readable pack archive ({exc})") from None
+    return work / "pack"
+
+
+def export_bf16(model_dir: Path, out: Path) -> Path:
+    """A copy of a trained model folder with its weights in bfloat16: what assets/ ships, and under the 16 MiB
+    per file a lease sends back (the float32 weights of the tiny model are 23 MB)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("model.safetensors"))
+    weights = load_file(model_dir / "model.safetensors")
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
+              out / "model.safetensors", metadata={"format": "pt"})
+    return out
 
 
 def unpack(pack_dir: Path, scenes_dir: Path) -> list[dict[str, Any]]:
@@ -208,9 +264,10 @@ def runtime(output_dir: Path) -> float:
 
 
 def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, calibration_steps: int,
-          start_from: Path | None = None, tower_from: Path | None = None) -> Path:
-    """Unpack, calibrate, train. ``start_from``: a trained checkpoint to go on training (to see whether
-    more supervised steps help) instead of the untrained model; ``tower_from``: see :func:`start_model`."""
+          start_from: Path | None = None, tower_from: Path | None = None, export: Path | None = None) -> Path:
+    """Unpack, calibrate, train. ``pack_dir``: a pack folder or archive; ``start_from``: a trained checkpoint to
+    go on training (to see whether more supervised steps help) instead of the untrained model; ``tower_from``:
+    see :func:`start_model`; ``export``: also write the final model there in bfloat16 (:func:`export_bf16`)."""
     from scener1.rl.train import run_sft
 
     from scener1.errors import ConfigError
@@ -223,6 +280,7 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
         train_tiny.check_prompt_version(config, start_from)
     start = time.monotonic()
     deadline = start + 60.0 * minutes
+    pack_dir = open_pack(pack_dir, work)
     rows = unpack(pack_dir, work / "data" / "train")
     say(f"{len(rows)} rows unpacked in {time.monotonic() - start:.0f} s")
     init = start_from or start_model(pack_dir, train_tiny.stage_init(config, work), work, tower_from)
@@ -256,6 +314,8 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
     info["wall_s"] = round(time.monotonic() - start, 1)
     info["train_runtime_s"] = round(runtime(work / "sft"), 1)
     (work / "lease.json").write_text(json.dumps(info, indent=2) + "\n")
+    if export is not None:
+        say(f"bf16 copy: {export_bf16(Path(final), export)}")
     say(f"done in {info['wall_s']:.0f} s: {final}")
     return final
 
@@ -265,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("pack", "train"))
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "train" / "tiny_cpu.yaml")
     parser.add_argument("--work", type=Path, required=True, help="pack: the recipe's work folder; train: a new one")
-    parser.add_argument("--pack", type=Path, required=True, help="the packed rows and frames")
+    parser.add_argument("--pack", type=Path, required=True, help="the packed rows and frames: a folder, or NAME.tgz for one archive (what a lease should carry)")
     parser.add_argument("--minutes", type=float, default=8.0, help="train: wall-clock budget, all included")
     parser.add_argument("--calibration-steps", type=int, default=60)
     parser.add_argument("--jpeg-quality", type=int, default=None,
@@ -275,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tower", type=Path, default=None,
                         help="train: the untrained model gets this checkpoint's vision tower (e.g. "
                              "assets/models/scene-r1-tiny) instead of the packed one")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="train: also write the final model here with bf16 weights (small enough to send back)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
@@ -290,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(int(config.get("torch_threads", 1)))
             args.work.mkdir(parents=True, exist_ok=True)
             (args.work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            train(config, args.pack, args.work, args.minutes, args.calibration_steps, args.start, args.tower)
+            train(config, args.pack, args.work, args.minutes, args.calibration_steps, args.start, args.tower, args.export)
     except ScenerError as exc:
         print(f"lease_sft: error: {exc}", file=sys.stderr)
         return 2
