@@ -103,18 +103,26 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
     if start != work / "init":
         from safetensors.torch import load_file, save_file
 
-        import torch
-
         # in bfloat16 (3.7 instead of 7.4 MB, so that pack and wheels stay within a lease's 64 MiB): the lent
         # machine trains under bf16 autocast, whose matmuls round these frozen weights the same way
-        weights = load_file(start / "model.safetensors")
-        save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()
-                   if ".visual." in k or k.startswith("visual.")}, out / TOWER_FILE)
+        save_file(bf16_weights(tower_weights(load_file(start / "model.safetensors"))), out / TOWER_FILE)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     info = {"rows": len(rows), "scenes": len(used), "frames": sum(len(p) for p in used.values()), "mib": round(size, 1),
             "jpeg_quality": jpeg_quality}
     (out / "pack.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def tower_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    """The vision tower's tensors of a model's state dict."""
+    return {k: v for k, v in weights.items() if ".visual." in k or k.startswith("visual.")}
+
+
+def bf16_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    """Floating-point tensors in bfloat16, the rest as they are."""
+    import torch
+
+    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()}
 
 
 def archive_pack(pack_dir: Path) -> Path:
@@ -153,14 +161,12 @@ def open_pack(pack: Path, work: Path) -> Path:
 def export_bf16(model_dir: Path, out: Path) -> Path:
     """A copy of a trained model folder with its weights in bfloat16: what assets/ ships, and under the 16 MiB
     per file a lease sends back (the float32 weights of the tiny model are 23 MB)."""
-    import torch
     from safetensors.torch import load_file, save_file
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("model.safetensors"))
-    weights = load_file(model_dir / "model.safetensors")
-    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
-              out / "model.safetensors", metadata={"format": "pt"})
+    save_file(bf16_weights(load_file(model_dir / "model.safetensors")), out / "model.safetensors",
+              metadata={"format": "pt"})
     return out
 
 
@@ -208,8 +214,7 @@ def start_model(pack_dir: Path, init: Path, work: Path, tower_from: Path | None 
     if tower_from is not None:
         if not (tower_from / "model.safetensors").is_file():
             raise ConfigError(f"--tower {tower_from}: no model.safetensors there")
-        tower = {k: v for k, v in load_file(tower_from / "model.safetensors").items()
-                 if ".visual." in k or k.startswith("visual.")}
+        tower = tower_weights(load_file(tower_from / "model.safetensors"))
     elif (pack_dir / TOWER_FILE).is_file():
         tower = load_file(pack_dir / TOWER_FILE)
     else:
