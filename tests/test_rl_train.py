@@ -265,17 +265,13 @@ def test_weights_stay_float32_under_gpu_autocast_and_follow_precision_elsewhere(
     assert dtype() == torch.float32
 
 
-def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixels(tiny_model, scene_root, tmp_path):
-    """tools/lease_sft.py: rows built here train on a machine that cannot render, on exactly the same inputs."""
+def _lease_setup(tiny_model, scene_root, tmp_path):
+    """tools/lease_sft.py as a module, and a recipe work folder with one training scene and the tiny model."""
     import importlib.util
-
-    from scener1.rl.datasets import FrameSource
-    from scener1.rl.train import recipe_rows
 
     spec = importlib.util.spec_from_file_location("lease_sft", ROOT / "tools" / "lease_sft.py")
     lease = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lease)
-
     work = tmp_path / "work"
     scene = next(p for p in scene_root.iterdir() if p.is_dir())
     for split, names in (("train", [scene.name]), ("val", [])):
@@ -283,6 +279,15 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
         (work / "data" / split / "scenes.txt").write_text("".join(f"{n}\n" for n in names))
     (work / "data" / "train" / scene.name).symlink_to(scene)
     (work / "init").symlink_to(tiny_model)
+    return lease, work, scene
+
+
+def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixels(tiny_model, scene_root, tmp_path):
+    """tools/lease_sft.py: rows built here train on a machine that cannot render, on exactly the same inputs."""
+    from scener1.rl.datasets import FrameSource
+    from scener1.rl.train import recipe_rows
+
+    lease, work, scene = _lease_setup(tiny_model, scene_root, tmp_path)
     config = {"seed": 0, "sft": {}, "data": {"tasks": ["image", "temporal"], "image": {"frame_stride": 5},
                                             "temporal": {"clear_fraction": 0.01, "min_shown": 1}}}
     info = lease.pack(config, work, tmp_path / "pack")
@@ -381,22 +386,12 @@ def test_lease_pack_carries_only_the_frames_rows_read_and_unpacks_the_same_pixel
 def test_lease_train_goes_on_from_a_given_checkpoint(tiny_model, scene_root, tmp_path, monkeypatch):
     """``lease_sft.py train --start DIR``: calibration and training both start from DIR (not the untrained
     model), and lease.json says so; a folder without a model is refused."""
-    import importlib.util
     import json
     import time
 
     import scener1.rl.train as rl_train
 
-    spec = importlib.util.spec_from_file_location("lease_sft", ROOT / "tools" / "lease_sft.py")
-    lease = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lease)
-    work = tmp_path / "work"
-    scene = next(p for p in scene_root.iterdir() if p.is_dir())
-    for split, names in (("train", [scene.name]), ("val", [])):
-        (work / "data" / split).mkdir(parents=True)
-        (work / "data" / split / "scenes.txt").write_text("".join(f"{n}\n" for n in names))
-    (work / "data" / "train" / scene.name).symlink_to(scene)
-    (work / "init").symlink_to(tiny_model)
+    lease, work, scene = _lease_setup(tiny_model, scene_root, tmp_path)
     config = {"seed": 0, "sft": {"easy_rows": 0}, "data": {"tasks": ["image"], "image": {"frame_stride": 5}}}
     lease.pack(config, work, tmp_path / "pack")
 
