@@ -410,6 +410,9 @@ def test_lease_train_goes_on_from_a_given_checkpoint(tiny_model, scene_root, tmp
     monkeypatch.setattr(rl_train, "run_sft", fake_sft)
     with pytest.raises(ConfigError, match="not a model folder"):
         lease.train(config, tmp_path / "pack", tmp_path / "there", 1.0, 10, start_from=tmp_path / "pack")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        lease.train(config, tmp_path / "pack", tmp_path / "there", 1.0, 10, start_from=tiny_model,
+                    tower_from=tiny_model)
     lease.train(config, tmp_path / "pack", tmp_path / "there", 1.0, 10, start_from=tiny_model)
     assert starts == [tiny_model, tiny_model]
     assert json.loads((tmp_path / "there" / "lease.json").read_text())["start"] == str(tiny_model)

@@ -67,9 +67,9 @@ def pack(config: dict[str, Any], work: Path, out: Path, jpeg_quality: int | None
     if out.name.endswith(ARCHIVE_SUFFIX):
         if out.exists():
             raise ConfigError(f"{out} exists; pack into a new archive")
-        info = pack(config, work, out.with_name(out.name[: -len(ARCHIVE_SUFFIX)]), jpeg_quality)
-        return {**info, "archive": str(archive_pack(out.with_name(out.name[: -len(ARCHIVE_SUFFIX)]))),
-                "archive_mib": round(out.stat().st_size / 2**20, 1)}
+        folder = out.with_name(out.name[: -len(ARCHIVE_SUFFIX)])  # built as a folder first, then archived
+        info = pack(config, work, folder, jpeg_quality)
+        return {**info, "archive": str(archive_pack(folder)), "archive_mib": round(out.stat().st_size / 2**20, 1)}
     if out.exists():
         raise ConfigError(f"{out} exists; pack into a new folder")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
@@ -280,6 +280,8 @@ def train(config: dict[str, Any], pack_dir: Path, work: Path, minutes: float, ca
     if not minutes > 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
     if start_from is not None:
+        if tower_from is not None:
+            raise ConfigError("--start and --tower exclude each other: a trained checkpoint keeps its own tower")
         if not (start_from / "config.json").is_file():
             raise ConfigError(f"--start {start_from}: not a model folder (no config.json)")
         train_tiny.check_prompt_version(config, start_from)
@@ -330,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("pack", "train"))
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "train" / "tiny_cpu.yaml")
     parser.add_argument("--work", type=Path, required=True, help="pack: the recipe's work folder; train: a new one")
-    parser.add_argument("--pack", type=Path, required=True, help="the packed rows and frames: a folder, or NAME.tgz for one archive (what a lease should carry)")
+    parser.add_argument("--pack", type=Path, required=True,
+                        help="the packed rows and frames: a folder, or NAME.tgz for one archive (what a lease carries)")
     parser.add_argument("--minutes", type=float, default=8.0, help="train: wall-clock budget, all included")
     parser.add_argument("--calibration-steps", type=int, default=60)
     parser.add_argument("--jpeg-quality", type=int, default=None,
@@ -357,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(int(config.get("torch_threads", 1)))
             args.work.mkdir(parents=True, exist_ok=True)
             (args.work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            train(config, args.pack, args.work, args.minutes, args.calibration_steps, args.start, args.tower, args.export)
+            train(config, args.pack, args.work, args.minutes, args.calibration_steps, args.start, args.tower,
+                  args.export)
     except ScenerError as exc:
         print(f"lease_sft: error: {exc}", file=sys.stderr)
         return 2
