@@ -35,6 +35,11 @@ class ImageSettings:
     then be outvoted by frames that show it (with ``video_weight`` below 1 a span that holds it counts for more).
     Off here, so that a grounder asked about given frames looks at those only; the pipeline's configuration
     (``configs/default.yaml``) turns it on, because Scene-R1-tiny's temporal stage is its weaker one.
+
+    When the model ships cell heads (:mod:`scener1.grounding.verify`), each candidate's vote is also scaled by
+    its box's score (how much it shows the query's category and colour) to the power ``verify_weight``; 0
+    turns the check off. Models without cell heads (real Qwen checkpoints) are not checked. With
+    ``seek_frames`` the same heads also choose which frames the model is asked on (where the target shows most).
     """
 
     num_candidates: int = 4
@@ -50,6 +55,9 @@ class ImageSettings:
     min_depth_fraction: float = 0.2
     snap: bool = False  # snap each box onto the frame's depth segments (scener1.grounding.snapping)
     snap_min_iou: float = 0.5  # ... only onto a segment box overlapping the model's box this much
+    verify_weight: float = 1.0  # votes x (cell heads' score of the box) ** verify_weight; 0: no check
+    seek_frames: int = 0  # > 0: the cell heads look through this many frames and the model is asked on
+    # those where they see the target most (in the span, and again outside it); 0: candidates spread evenly
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
 
     def __post_init__(self) -> None:
@@ -73,6 +81,10 @@ class ImageSettings:
             raise ConfigError("the image stage reads one answer per frame (num_return_sequences = 1)")
         if not 0 < self.snap_min_iou <= 1:
             raise ConfigError(f"snap_min_iou must be in (0, 1], got {self.snap_min_iou}")
+        if self.seek_frames < 0:
+            raise ConfigError(f"seek_frames must be >= 0, got {self.seek_frames}")
+        if not (math.isfinite(self.verify_weight) and self.verify_weight >= 0):
+            raise ConfigError(f"verify_weight must be a number >= 0, got {self.verify_weight}")
 
 
 def spread(positions: np.ndarray, k: int, preferred: np.ndarray | None = None) -> np.ndarray:
@@ -219,6 +231,8 @@ class ImageCandidate:
     chosen: bool = False
     snap: dict[str, Any] | None = None  # what box snapping did (None when it was off or had no box)
     in_span: bool = True  # False for the frames taken from outside the temporal span (video_candidates)
+    verify: float | None = None  # the cell heads' score of the box (None: not checked)
+    presence: float | None = None  # ... and of the frame's best cell: does the frame show the target at all
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
@@ -292,6 +306,8 @@ def candidate_summary(c: ImageCandidate) -> dict[str, Any]:
             "chosen": c.chosen,
             "snap": c.snap,
             "in_span": c.in_span,
+            "verify": c.verify,
+            "presence": c.presence,
         }
     )
 
@@ -308,8 +324,10 @@ def decide(
     """Choose among lifted candidates (or fall back to a whole frame) and assemble result and trace."""
     usable = np.array([c.box is not None for c in candidates], dtype=bool)
     points = np.array([c.point if c.point is not None else (np.nan,) * 3 for c in candidates], dtype=np.float64)
-    # frames outside the span vote at a discount (ImageSettings.video_weight)
-    conf = np.array([c.confidence * (1.0 if c.in_span else settings.video_weight) for c in candidates])
+    # frames outside the span vote at a discount (ImageSettings.video_weight); boxes the cell heads doubt, too
+    conf = np.array([c.confidence * (1.0 if c.in_span else settings.video_weight)
+                     * (1.0 if c.verify is None else max(c.verify, 0.0) ** settings.verify_weight)
+                     for c in candidates])
     agree = agreement_matrix(
         points, [c.box for c in candidates], [f.color_intrinsics for f in frames], np.stack([f.pose for f in frames]),
         settings.agreement_margin, settings.max_object_size,

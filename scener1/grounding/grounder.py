@@ -27,33 +27,41 @@ from .core import (
     spread,
 )
 from .snapping import SnapSettings, snap_box
+from .verify import CellVerifier, QueryTarget
 
 
 class ImageGrounder:
     """Finds the described object's 2D box on the best of several frames, holding a :class:`VLM`."""
 
-    def __init__(self, vlm: VLM, settings: ImageSettings | None = None):
+    def __init__(self, vlm: VLM, settings: ImageSettings | None = None, verifier: CellVerifier | None = None):
+        """``verifier`` defaults to the model's own cell heads, when it ships them and ``verify_weight`` > 0."""
         self.vlm = vlm
         self.settings = settings or ImageSettings()
+        if verifier is None and self.settings.verify_weight > 0:
+            verifier = CellVerifier.for_model(vlm)
+        self.verifier = verifier if self.settings.verify_weight > 0 else None
 
     def ground(self, scene: Scene, query: str, positions: Sequence[int] | np.ndarray) -> ImageResult:
         """Ground ``query`` on frames chosen among scene ``positions`` (the temporal stage's span)."""
         return self.ground_many(scene, [(query, positions)])[0]
 
     def select_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame | None],
-                      count: int | None = None) -> list[tuple[Frame, bool]]:
+                      count: int | None = None, target: QueryTarget | None = None) -> list[tuple[Frame, bool]]:
         """``count`` (default ``num_candidates``) candidate frames spread over ``positions``, preferring valid
         poses, then usable depth.
 
         Twice as many frames as needed are decoded so that frames with missing depth can be passed over; frames
-        that cannot be read at all (``Scene.frame_or_none``) are left out.
+        that cannot be read at all (``Scene.frame_or_none``) are left out. With ``seek_frames`` and a verifier
+        that knows the query's ``target``, that many frames are decoded instead and the ``count`` on which the
+        cell heads see the target most are kept (usable depth first).
         Returns (frame, depth_ok) pairs in recording order.
         """
         s = self.settings
         count = s.num_candidates if count is None else count
         if count <= 0 or len(positions) == 0:
             return []
-        pool = spread(positions, 2 * count, scene.valid_poses[positions])
+        seek = s.seek_frames > 0 and self.verifier is not None and target is not None and target.category is not None
+        pool = spread(positions, max(2 * count, s.seek_frames) if seek else 2 * count, scene.valid_poses[positions])
         for p in pool:
             if int(p) not in cache:
                 cache[int(p)] = scene.frame_or_none(int(p))
@@ -64,23 +72,30 @@ class ImageGrounder:
             [f.pose_valid and depth_valid_fraction(f.depth, s.min_depth, s.max_depth) >= s.min_depth_fraction
              for f in frames]
         )  # fmt: skip
-        keep = spread(np.arange(len(frames)), count, depth_ok)
+        if seek:
+            presence = np.array(self.verifier.presence(target, [(f.index, f.color) for f in frames]))
+            # usable depth first, then where the target shows most, then the earlier frame
+            keep = np.sort(np.lexsort((-np.arange(len(frames)), presence, depth_ok))[::-1][:count])
+        else:
+            keep = spread(np.arange(len(frames)), count, depth_ok)
         return [(frames[i], bool(depth_ok[i])) for i in keep]
 
-    def outside_frames(self, scene: Scene, positions: np.ndarray,
-                       cache: dict[int, Frame | None]) -> list[tuple[Frame, bool]]:
+    def outside_frames(self, scene: Scene, positions: np.ndarray, cache: dict[int, Frame | None],
+                       target: QueryTarget | None = None) -> list[tuple[Frame, bool]]:
         """``video_candidates`` frames spread over the video outside the span ``positions`` (none when the
-        span covers the whole video)."""
+        span covers the whole video); sought out as in :meth:`select_frames` when ``target`` is given."""
         if self.settings.video_candidates <= 0:  # no need to list a long video's other frames
             return []
         outside = np.setdiff1d(np.arange(len(scene)), positions)
-        return self.select_frames(scene, outside, cache, self.settings.video_candidates)
+        return self.select_frames(scene, outside, cache, self.settings.video_candidates, target)
 
     def ground_many(self, scene: Scene, items: Sequence[tuple[str, Sequence[int] | np.ndarray]]) -> list[ImageResult]:
         """Ground several (query, positions) pairs in one batch of model calls, decoding each frame once."""
         start = time.perf_counter()
         s = self.settings
         cache: dict[int, Frame | None] = {}
+        if self.verifier is not None:
+            self.verifier.forget()  # its cache is keyed by frame index: one scene at a time
         jobs = []
         for query, positions in items:
             query = clean_query(query)
@@ -90,8 +105,9 @@ class ImageGrounder:
             if positions.min() < 0 or positions.max() >= len(scene):
                 raise ConfigError(f"frame positions must lie in 0..{len(scene) - 1}")
             messages = image_messages(query, self.vlm.box_coordinates, self.vlm.prompt_version)
-            inside = self.select_frames(scene, positions, cache)
-            outside = self.outside_frames(scene, positions, cache)
+            target = self.verifier.target(query) if self.verifier is not None else None
+            inside = self.select_frames(scene, positions, cache, target=target)
+            outside = self.outside_frames(scene, positions, cache, target)
             frames = [(f, ok, True) for f, ok in inside] + [(f, ok, False) for f, ok in outside]
             if not frames:
                 why = scene.first_unreadable() or "no frames"
@@ -151,5 +167,14 @@ class ImageGrounder:
                 "prompt_version": self.vlm.prompt_version,
                 "batched_queries": len(jobs),
             }
+            if self.verifier is not None:
+                target = self.verifier.target(query)
+                keyed = [(f.index, f.color) for f, _, _ in frames]
+                scores = self.verifier.score(target, keyed, [c.box for c in candidates])
+                presence = self.verifier.presence(target, keyed)
+                candidates = [replace(c, verify=None if v is None else round(v, 6),
+                                      presence=None if seen is None else round(seen, 6))
+                              for c, v, seen in zip(candidates, scores, presence, strict=True)]
+                inputs["verifier"] = {**target.to_dict(), "weight": s.verify_weight, "seek_frames": s.seek_frames}
             results.append(decide(query, candidates, [f for f, _, _ in frames], s, prompt_text(messages), seconds, inputs))
         return results

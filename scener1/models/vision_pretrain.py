@@ -197,7 +197,8 @@ def cell_features(model: Any, inputs: VisionInputs | Any) -> Any:
     for batch, pixels, grid in ((inputs.images, "pixel_values", "image_grid_thw"),
                                 (inputs.videos, "pixel_values_videos", "video_grid_thw")):
         if batch is not None:
-            out = visual(batch[pixels].to(visual.dtype), grid_thw=batch[grid], return_dict=True)
+            out = visual(batch[pixels].to(visual.device, visual.dtype), grid_thw=batch[grid].to(visual.device),
+                         return_dict=True)
             parts.append(out.pooler_output)
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
