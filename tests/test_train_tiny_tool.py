@@ -1,6 +1,5 @@
 """tools/train_tiny.py end to end at toy sizes: scenes -> untrained model -> vision pretraining -> SFT -> GRPO
-(images and videos)
--> held-out evaluation -> export, then a second run that finds every stage done."""
+(images and videos) -> cell heads -> held-out evaluation -> export, then a second run that finds every stage done."""
 
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ TOY = {
             "device": "cpu", "task_weights": {"image": 0.5, "temporal": 0.5}},
     "grpo": {"tasks": ["image", "temporal"], "max_steps": 1, "prompts_per_step": 2, "num_generations": 2,
              "max_completion_length": 8, "save_steps": 1, "eval_every": 0, "logging_steps": 1, "device": "cpu"},
+    "heads": {"frame_stride": 2, "steps": 40, "batch_size": 64},
     "evaluation": {"image_rows": 2, "temporal_rows": 1, "pipeline_queries": 1, "batch_size": 4},
 }
 
@@ -45,7 +45,11 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
 
     assert tool.main(args) == 0
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "tokenizer.json", "config.json",
-                                               "scener1_prompts.json", "training_summary.json", "curves_sft.png"}
+                                               "scener1_prompts.json", "training_summary.json", "curves_sft.png",
+                                               "cell_heads.safetensors", "cell_heads.json"}
+    heads = json.loads((out / "cell_heads.json").read_text())
+    assert heads["train_scenes"] == 1 and {"object", "background", "colour"} <= set(heads["eval"])
+    assert (work / "sft" / "final" / "cell_heads.safetensors").is_file()  # both models scored with their heads
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["source"] == "grpo/final" and set(summary["heldout"]["results"]) == {"sft", "sft+grpo"}
     report = summary["heldout"]["results"]["sft+grpo"]
@@ -56,10 +60,11 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
     grpo_state = json.loads(next((work / "grpo").glob("checkpoint-*/trainer_state.json")).read_text())
     assert any("rewards/temporal_iou_reward/mean" in e for e in grpo_state["log_history"])
 
-    stamp = (work / "sft" / "final" / "model.safetensors").stat().st_mtime_ns
+    stamps = [(work / "sft" / "final" / name).stat().st_mtime_ns for name in ("model.safetensors", "cell_heads.json")]
     capsys.readouterr()
-    assert tool.main([*args, "--stages", "data,vision,sft,grpo"]) == 0  # finished stages are found, not redone
-    assert (work / "sft" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert tool.main([*args, "--stages", "data,vision,sft,grpo,heads"]) == 0  # finished stages are found, not redone
+    assert [(work / "sft" / "final" / name).stat().st_mtime_ns
+            for name in ("model.safetensors", "cell_heads.json")] == stamps
     assert "training rows" in capsys.readouterr().out
 
     assert tool.main([*args, "--stages", "sft,fly"]) == 2

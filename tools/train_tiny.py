@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Reproduce Scene-R1-tiny end to end: synthetic scenes -> untrained model -> vision pretraining -> SFT ->
-GRPO -> held-out evaluation -> the checkpoint in assets/models/scene-r1-tiny.
+GRPO -> cell heads -> held-out evaluation -> the checkpoint in assets/models/scene-r1-tiny.
 
     .venv/bin/python tools/train_tiny.py                       # everything, from configs/train/tiny_cpu.yaml
     .venv/bin/python tools/train_tiny.py --stages sft          # one stage (the ones before must be done)
@@ -24,10 +24,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("data", "init", "vision", "sft", "grpo", "eval", "export")
+STAGES = ("data", "init", "vision", "sft", "grpo", "heads", "eval", "export")
 #: What a shipped model directory holds (no optimizer state, no pickles).
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-               "tokenizer_config.json", "processor_config.json", "chat_template.jinja", "scener1_prompts.json")
+               "tokenizer_config.json", "processor_config.json", "chat_template.jinja", "scener1_prompts.json",
+               "cell_heads.safetensors", "cell_heads.json")
 MAX_SHIPPED_MB = 25.0
 
 
@@ -180,6 +181,22 @@ def stage_train(config: dict[str, Any], work: Path, stage: str) -> Path:
     return run_grpo(start, train, r.grpo, evaluation)
 
 
+def stage_heads(config: dict[str, Any], work: Path) -> list[Path]:
+    """Fit the cell heads (scener1.models.cell_heads) of each trained model on its frozen tower: the image
+    stage checks its boxes with them. A model with heads fitted under the same settings is skipped."""
+    from scener1.errors import ConfigError
+    from scener1.models.cell_heads import CellHeadsConfig, fit_cell_heads
+
+    settings = CellHeadsConfig(**{**config.get("heads", {}), "seed": int(config["seed"])})
+    models = [p for p in (work / "sft" / "final", work / "grpo" / "final") if (p / "config.json").is_file()]
+    if not models:
+        raise ConfigError("no trained model to fit cell heads on: run the sft (and grpo) stages first")
+    for model in models:
+        record = fit_cell_heads(model, split_scenes(work, "train"), settings, eval_scenes=split_scenes(work, "val"))
+        say(f"cell heads of {model.relative_to(work)}: validation cells {record.get('eval', {})}")
+    return models
+
+
 def stage_eval(config: dict[str, Any], work: Path) -> dict[str, Any]:
     from scener1.rl.benchmark import HeldoutSettings, compare_models
 
@@ -257,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 stage_vision(config, work)
             elif stage in ("sft", "grpo"):
                 stage_train(config, work, stage)
+            elif stage == "heads":
+                stage_heads(config, work)
             elif stage == "eval":
                 stage_eval(config, work)
             else:
