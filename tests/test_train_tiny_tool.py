@@ -54,6 +54,7 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
     assert summary["source"] == "grpo/final" and set(summary["heldout"]["results"]) == {"sft", "sft+grpo"}
     report = summary["heldout"]["results"]["sft+grpo"]
     assert report["image/n"] == 2 and report["temporal/n"] == 1 and "3d/acc@0.25" in report
+    assert 0 <= report["temporal+heads/miou"] <= 1  # the temporal stage's span from the model's cell heads
     vision = json.loads((work / "vision" / "vision_pretrain.json").read_text())
     assert vision["done"] and {"dense/object", "dense_video/object"} <= set(vision["metrics"])
     assert json.loads((work / "sft" / "stage_config.json").read_text())["model"] == str(work / "vision")

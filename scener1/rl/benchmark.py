@@ -29,8 +29,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "3d/acc@0.25", "3d/acc@0.5",
-            "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
+HEADLINE = ("image/acc@0.5", "image/pointing", "image/miou", "temporal/miou", "temporal+heads/miou", "3d/acc@0.25",
+            "3d/acc@0.5", "image/format", "temporal/format", "image+snap/acc@0.5", "image+snap/miou", "3d/fallback")
 #: Shown when measured (``HeldoutSettings.reliance_rows``, :func:`scener1.rl.evaluate.image_reliance`).
 RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_follow", "reliance/grey_pointing")
 #: Shown when measured: where the pipeline lost its queries (:func:`evaluate_pipeline`) and the answers on frames
@@ -38,7 +38,8 @@ RELIANCE = ("reliance/pointing", "reliance/mirror_pointing", "reliance/mirror_fo
 DIAGNOSTICS = ("3d/target_seen", "3d/pointing", "3d/candidates_seen", "3d/any_pointing", "image/absent_acc",
                "image/said_absent", "detect/precision", "detect/recall")
 #: The acceptance thresholds of issue 7 (held-out synthetic scenes).
-TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
+TARGETS = {"image/acc@0.5": 0.5, "image/pointing": 0.8, "temporal/miou": 0.5, "temporal+heads/miou": 0.5,
+           "3d/acc@0.25": 0.6, "3d/acc@0.5": 0.4}
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,37 @@ def snapped_metrics(rows: Sequence[dict], results: Sequence[Any], frames: Any) -
             "image+snap/pointing": float(np.mean(hits)), "image+snap/changed": changed / len(ious)}
 
 
+def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], frames: Any) -> dict[str, float]:
+    """The temporal figures of the pipeline's temporal stage (``temporal.span_source: auto``): on each temporal
+    row, the span where the model's cell heads see the target (:func:`scener1.temporal.presence_span` over the
+    row's frames), or the model's own answer when the query names no category the heads know. Empty for a
+    model without cell heads."""
+    from ..grounding.verify import CellVerifier
+    from ..temporal import TemporalSettings, presence_span
+    from .rewards import best_span_iou
+
+    verifier = CellVerifier.for_model(vlm)
+    pairs = [(row, result) for row, result in zip(rows, results, strict=True) if row["task"] == "temporal"]
+    if verifier is None or not pairs:
+        return {}
+    ratio = TemporalSettings().presence_ratio
+    ious, by_heads = [], 0
+    for row, result in pairs:
+        target = verifier.target(row["query"])
+        if target.category is None:
+            ious.append(result.score)
+            continue
+        scene = frames.scene(row["scene"])
+        keyed = [((row["scene"], int(p)), scene.color(int(p))) for p in row["positions"]]
+        presence = np.array(verifier.presence(target, keyed))
+        span = presence_span(presence, np.asarray(row["timestamps"], float), float(row["duration"]), ratio)
+        ious.append(best_span_iou(span, row["spans"]))
+        by_heads += 1
+    iou = np.array(ious)
+    return {"temporal+heads/miou": float(iou.mean()), "temporal+heads/acc@0.5": float((iou >= 0.5).mean()),
+            "temporal+heads/by_heads": by_heads / len(ious)}
+
+
 def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequence[Mapping[str, Any]],
                    settings: HeldoutSettings, progress: bool = True) -> tuple[dict[str, float], list[dict]]:
     """Every held-out figure of one model, and its per-item predictions."""
@@ -247,6 +279,7 @@ def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequenc
     report = evaluate_rows(vlm, rows, frames, max_new_tokens=settings.max_new_tokens, progress=progress)
     metrics = dict(report.metrics)
     metrics.update(snapped_metrics(rows, report.results, frames))
+    metrics.update(heads_span_metrics(vlm, rows, report.results, frames))
     listed = evaluate_rows(vlm, listings, frames, max_new_tokens=settings.detect_max_new_tokens,
                            progress=progress) if listings else None
     if listed is not None:

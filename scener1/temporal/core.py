@@ -31,6 +31,11 @@ class TemporalSettings:
     max_frames: int = 32
     frame_max_pixels: int = 448 * 448
     video_max_pixels: int = 32 * 448 * 448
+    # "auto": when the model ships cell heads (scener1.grounding.verify) and the query names a category they know,
+    # the span is where they see the target (:func:`presence_span`); the model's answer stays in the trace.
+    # "model": always the model's answer.
+    span_source: str = "auto"
+    presence_ratio: float = 0.5  # the heads' span: the best frame and its neighbours at least this share of it
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=512))
 
     def __post_init__(self) -> None:
@@ -42,6 +47,10 @@ class TemporalSettings:
             raise ConfigError("temporal pixel budgets must be at least 64 pixels")
         if self.generation.num_return_sequences != 1:
             raise ConfigError("the temporal stage reads one answer per query (num_return_sequences = 1)")
+        if self.span_source not in ("auto", "model"):
+            raise ConfigError(f"temporal span_source must be auto or model, got {self.span_source!r}")
+        if not 0 < self.presence_ratio <= 1:
+            raise ConfigError(f"temporal presence_ratio must be in (0, 1], got {self.presence_ratio}")
 
 
 def sample_video_positions(times: np.ndarray, settings: TemporalSettings) -> np.ndarray:
@@ -90,6 +99,25 @@ def span_positions(span: tuple[float, float], times: np.ndarray, sampled_times: 
     return np.array([int(np.argmin(np.abs(times - 0.5 * (start + end))))])
 
 
+def presence_span(presence: np.ndarray, sampled_times: np.ndarray, duration: float, ratio: float = 0.5
+                  ) -> tuple[float, float]:
+    """Where a per-frame presence curve (how surely each shown frame shows the target) says it is seen: the
+    frame where it is highest and its run of neighbours at ``ratio`` of that or more, widened by half the
+    sampling interval on each side (the frames between were not looked at), within [0, ``duration``]."""
+    presence = np.nan_to_num(np.asarray(presence, dtype=np.float64), nan=0.0)
+    if len(presence) == 0 or len(presence) != len(sampled_times):
+        raise ValueError("one presence value per shown frame is needed")
+    best = int(np.argmax(presence))
+    floor = ratio * presence[best]
+    lo = hi = best
+    while lo > 0 and presence[lo - 1] >= floor:
+        lo -= 1
+    while hi + 1 < len(presence) and presence[hi + 1] >= floor:
+        hi += 1
+    pad = 0.5 * sampling_interval(np.asarray(sampled_times, dtype=np.float64))
+    return max(float(sampled_times[lo]) - pad, 0.0), min(float(sampled_times[hi]) + pad, float(duration))
+
+
 @dataclass(frozen=True, eq=False)
 class TemporalResult:
     """What the temporal stage decided for one query.
@@ -109,6 +137,7 @@ class TemporalResult:
     fallback_reason: str | None
     seconds: float
     trace: StageTrace
+    span_source: str = "model"  # "heads" when the cell heads placed the span (the model's answer is in the trace)
 
     @property
     def think(self) -> str | None:
@@ -128,6 +157,7 @@ class TemporalResult:
                 "raw_output": self.raw_output,
                 "parsed": self.parsed,
                 "fallback_reason": self.fallback_reason,
+                "span_source": self.span_source,
                 "seconds": self.seconds,
             }
         )
@@ -156,9 +186,15 @@ def finish(
     sampled_positions: np.ndarray,
     seconds: float,
     inputs: dict[str, Any],
+    heads: dict[str, Any] | None = None,
 ) -> TemporalResult:
-    """Assemble the result and its trace from the model's answer."""
+    """Assemble the result and its trace from the model's answer, or from the cell heads' ``heads``
+    ({"span", "presence", "target"}) when they placed the span."""
     parsed, span, positions, fallback = resolve_answer(raw_output, times, sampled_positions)
+    source = "model"
+    if heads is not None:
+        span, source, fallback = tuple(heads["span"]), "heads", None
+        positions = span_positions(span, times, times[sampled_positions])
     trace = StageTrace(
         stage="temporal",
         inputs=to_jsonable(inputs),
@@ -171,11 +207,14 @@ def finish(
                 "last_position": int(positions[-1]),
                 "num_positions": len(positions),
                 "answer": parsed,
+                "span_source": source,
+                "heads": heads,
             }
         ),
         fallback=fallback,
         seconds=seconds,
     )
     return TemporalResult(
-        query, span, positions, sampled_positions, times[sampled_positions], parsed, raw_output, fallback, seconds, trace
+        query, span, positions, sampled_positions, times[sampled_positions], parsed, raw_output, fallback, seconds, trace,
+        source,
     )

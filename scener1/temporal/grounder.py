@@ -11,15 +11,29 @@ from ..data.scene import Scene
 from ..errors import SceneError
 from ..models.vlm import VLM, ChatRequest
 from ..prompts import clean_query, prompt_text, temporal_messages
-from .core import TemporalResult, TemporalSettings, build_video_clip, finish, sample_video_positions
+from ..grounding.verify import CellVerifier
+from .core import (
+    TemporalResult,
+    TemporalSettings,
+    build_video_clip,
+    finish,
+    presence_span,
+    sample_video_positions,
+)
 
 
 class TemporalGrounder:
     """Finds the time span in which a described object is seen, holding a :class:`VLM`."""
 
-    def __init__(self, vlm: VLM, settings: TemporalSettings | None = None):
+    def __init__(self, vlm: VLM, settings: TemporalSettings | None = None, verifier: CellVerifier | None = None):
+        """``verifier`` defaults to the model's own cell heads when it ships them and ``span_source`` is auto."""
         self.vlm = vlm
         self.settings = settings or TemporalSettings()
+        if self.settings.span_source != "auto":
+            verifier = None
+        elif verifier is None:
+            verifier = CellVerifier.for_model(vlm)
+        self.verifier = verifier
 
     def ground(self, scene: Scene, query: str) -> TemporalResult:
         return self.ground_many(scene, [query])[0]
@@ -27,6 +41,8 @@ class TemporalGrounder:
     def ground_many(self, scene: Scene, queries: Sequence[str]) -> list[TemporalResult]:
         """Answer several queries on one scene, decoding its frames once and batching the model calls."""
         start = time.perf_counter()
+        if self.verifier is not None:
+            self.verifier.forget()  # one scene at a time
         queries = [clean_query(q) for q in queries]
         times = scene.timestamps - scene.timestamps[0]
         sampled = sample_video_positions(times, self.settings)
@@ -51,6 +67,20 @@ class TemporalGrounder:
             "batched_queries": len(queries),
         }
         return [
-            finish(q, prompt_text(m), a, times, positions, seconds, {"query": q, **inputs})
+            finish(q, prompt_text(m), a, times, positions, seconds, {"query": q, **inputs},
+                   self._heads_span(q, shown, times[positions], float(times[-1])))
             for q, m, a in zip(queries, messages, answers, strict=True)
         ]
+
+    def _heads_span(self, query: str, shown: list[tuple[int, np.ndarray]], shown_times: np.ndarray,
+                    duration: float) -> dict | None:
+        """The cell heads' span for ``query`` (None without heads or a category they know)."""
+        if self.verifier is None:
+            return None
+        target = self.verifier.target(query)
+        if target.category is None:
+            return None
+        presence = np.array(self.verifier.presence(target, [(("temporal", p), color) for p, color in shown]))
+        span = presence_span(presence, shown_times, duration, self.settings.presence_ratio)
+        return {"span": [round(v, 3) for v in span], "target": target.to_dict(),
+                "presence": [round(float(v), 4) for v in presence]}
