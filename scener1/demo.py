@@ -141,8 +141,41 @@ def _ground_queries(scene, out: Path) -> list[dict[str, Any]]:
             row.update(object_id=truth["object_id"], iou=round(float(iou), 3))
             check = f"; 3D IoU with the described {truth['color']} {truth['category']}: {iou:.2f}"
         _say(f"      '{j['query']}': {j['status']}, window {j['window']} s, frame {j['frame']}, box {j['box_2d']}{check}")
+        for what, why in (("window", temporal_why(result.temporal)), ("box", image_why(result.image))):
+            if why:
+                _say(f"        why this {what}: {why}")
         rows.append(row)
     return rows
+
+
+def temporal_why(temporal: Any) -> str | None:
+    """One line on where the temporal stage's span came from: the cell heads or the model's answer."""
+    if temporal is None or temporal.span_source != "heads":
+        return None
+    heads = temporal.trace.parsed.get("heads") or {}
+    target = heads.get("target") or {}
+    named = " ".join(v for v in (target.get("colour"), target.get("category")) if v)
+    answered = temporal.parsed.value
+    said = f"{answered[0]:g}s to {answered[1]:g}s" if answered is not None else "nothing usable"
+    return (f"the frames where the cell heads see a {named} most (best p={max(heads.get('presence') or [0]):.2f}); "
+            f"the model itself answered {said}")
+
+
+def image_why(image: Any) -> str | None:
+    """One line on how the image stage chose its box: the frames' agreement and the cell heads' check."""
+    import statistics
+
+    if image is None or image.used_fallback:
+        return None
+    chosen = next((c for c in image.candidates if c.chosen), None)
+    why = f"{image.agreement} of {len(image.candidates)} candidate frames agree on it in 3D"
+    target = image.trace.inputs.get("verifier") or {}
+    if chosen is not None and chosen.verify is not None:
+        named = " ".join(v for v in (target.get("colour"), target.get("category")) if v)
+        others = [c.verify for c in image.candidates if c.verify is not None and not c.chosen]
+        why += (f"; the cell heads see a {named} in it with p={chosen.verify:.2f}"
+                + (f" (other candidates' median {statistics.median(others):.2f})" if others else ""))
+    return why
 
 
 def described_object(gt_dir: Path, query: str) -> dict[str, Any] | None:
@@ -171,7 +204,9 @@ def heldout_line(model_dir: Path) -> str | None:
         got, targets = report["results"][name], report["targets"]
     except (OSError, ValueError, KeyError, StopIteration):
         return None
-    shown = [("image Acc@0.5", "image/acc@0.5"), ("temporal mean IoU", "temporal/miou"), ("3D Acc@0.25", "3d/acc@0.25")]
+    # the temporal stage's own figure: the cell heads' span when the model has them, else the model's answer
+    temporal = "temporal+heads/miou" if "temporal+heads/miou" in got else "temporal/miou"
+    shown = [("image Acc@0.5", "image/acc@0.5"), ("temporal mean IoU", temporal), ("3D Acc@0.25", "3d/acc@0.25")]
     parts = [f"{label} {got[key]:.2f} (target {targets[key]:g})" for label, key in shown if key in got and key in targets]
     return f"held-out scores of this model: {', '.join(parts)}" if parts else None
 

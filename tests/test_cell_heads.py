@@ -174,3 +174,60 @@ def test_seeking_asks_the_model_on_the_frames_where_the_heads_see_the_target(tmp
         assert all(c.presence is None and c.verify is None for c in unknown.candidates)
         with pytest.raises(ConfigError, match="seek_frames"):
             ImageSettings(seek_frames=-2)
+
+
+def test_the_heads_span_is_the_best_frame_and_its_strong_neighbours():
+    from scener1.temporal import presence_span
+
+    times = np.arange(8) * 0.5
+    presence = np.array([0.1, 0.2, 0.5, 0.9, 0.6, 0.3, 0.8, 0.1])
+    # best frame 3 (1.5 s); 2 and 4 reach half of it, 5 does not (6 does, but is not joined to the run)
+    assert presence_span(presence, times, 4.0) == pytest.approx((1.0 - 0.25, 2.0 + 0.25))
+    assert presence_span(presence, times, 4.0, ratio=1.0) == pytest.approx((1.25, 1.75))
+    assert presence_span(np.full(8, 0.3), times, 3.6) == pytest.approx((0.0, 3.6))  # clipped to the video
+    assert presence_span(np.array([np.nan, 0.2]), times[:2], 1.0) == pytest.approx((0.25, 0.75))
+    with pytest.raises(ValueError, match="one presence value per shown frame"):
+        presence_span(presence, times[:3], 4.0)
+
+
+def test_the_temporal_stage_takes_the_heads_span_and_keeps_the_models_answer(tmp_path, monkeypatch):
+    from helpers import make_frames, write_scannet
+
+    from scener1.data import open_scene
+    from scener1.models import RecordedVLM, load_vlm
+    from scener1.models.tiny import build_tiny_vlm
+    from scener1.temporal import TemporalGrounder, TemporalSettings
+
+    with open_scene(write_scannet(tmp_path / "scene0001_00", make_frames(12, step=30, color_scale=4))) as scene:
+        times = scene.timestamps - scene.timestamps[0]
+        chair_frames = {scene.frame(p).color.tobytes() for p in (6, 7)}  # the (fake) tower sees a chair here
+        background = np.zeros((3, 4, 7), np.float32)
+        background[..., 0] = 1.0
+        chair = background.copy()
+        chair[1, 1] = [0, 1, 0, 0, 0, 1, 0]
+        monkeypatch.setattr(verify_module, "tower_cells", lambda vlm, images: [
+            chair if image.tobytes() in chair_frames else background for image in images])
+        base = load_vlm(build_tiny_vlm(tmp_path / "tiny", "qwen3_vl"))
+        answer = "<think>at the start</think><answer>0s to 1s</answer>"
+
+        def ground(query, **settings):
+            vlm = RecordedVLM(base, [answer])
+            grounder = TemporalGrounder(vlm, TemporalSettings(fps=100.0, **settings),
+                                        CellVerifier(vlm, one_hot_heads()))
+            return grounder.ground(scene, query)
+
+        by_heads = ground("the red chair")
+        step = float(np.median(np.diff(times)))
+        assert by_heads.span_source == "heads"
+        assert by_heads.span == pytest.approx((times[6] - step / 2, times[7] + step / 2))
+        assert set(by_heads.positions.tolist()) >= {6, 7} and 0 not in by_heads.positions
+        parsed = json.loads(by_heads.trace.to_json())["parsed"]
+        assert parsed["answer"]["value"] == [0.0, 1.0] and parsed["heads"]["target"]["category"] == "chair"
+        assert by_heads.to_dict()["span_source"] == "heads"
+
+        by_model = ground("the red chair", span_source="model")
+        assert by_model.span_source == "model" and by_model.span == (0.0, 1.0)
+        unknown = ground("the wall")  # a category the heads do not know: the model's answer
+        assert unknown.span_source == "model" and unknown.span == (0.0, 1.0)
+        with pytest.raises(ConfigError, match="span_source"):
+            TemporalSettings(span_source="heads")

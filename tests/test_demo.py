@@ -33,6 +33,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert [q["query"] for q in summary["queries"]] == list(DEMO_QUERIES)
         assert all(q["object_id"] is not None and 0 <= q["iou"] <= 1 for q in summary["queries"])
         assert "3D IoU with the described" in printed
+        # each answer says why: where the window came from and how the box was chosen
+        assert printed.count("why this box:") == len(DEMO_QUERIES) and "cell heads see a" in printed
     if vqa["grounder"] == "oracle":  # ground-truth 2D prompts: the lifted, de-duplicated count must be right
         assert int(vqa["answer"]) == vqa["truth"], vqa
 
@@ -88,10 +90,13 @@ def test_demo_queries_each_name_one_object_of_the_demo_scene():
 
 def test_heldout_line_reports_the_final_model_against_its_targets(tmp_path):
     report = {"results": {"sft": {"image/acc@0.5": 0.1}, "sft+grpo": {"image/acc@0.5": 0.25, "3d/acc@0.25": 0.125}},
-              "targets": {"image/acc@0.5": 0.5, "3d/acc@0.25": 0.6}}
+              "targets": {"image/acc@0.5": 0.5, "3d/acc@0.25": 0.6, "temporal/miou": 0.5, "temporal+heads/miou": 0.5}}
     (tmp_path / "training_summary.json").write_text(json.dumps({"heldout": report}))
     assert heldout_line(tmp_path) == ("held-out scores of this model: image Acc@0.5 0.25 (target 0.5), "
                                       "3D Acc@0.25 0.12 (target 0.6)")
+    report["results"]["sft+grpo"].update({"temporal/miou": 0.15, "temporal+heads/miou": 0.45})
+    (tmp_path / "training_summary.json").write_text(json.dumps({"heldout": report}))
+    assert "temporal mean IoU 0.45 (target 0.5)" in heldout_line(tmp_path)  # the temporal stage's, with the heads
     (tmp_path / "training_summary.json").write_text("{not json")
     assert heldout_line(tmp_path) is None  # the demo goes on without the line
     assert heldout_line(tmp_path / "missing") is None

@@ -114,6 +114,11 @@ def test_shipped_checkpoint_loads_and_fits_the_budget():
                and not p.name.endswith(".png")) <= 25e6
     vlm = load_vlm(SHIPPED)
     assert vlm.family.name == "qwen3_vl" and vlm.box_coordinates == "resized_pixels"
+    from scener1.models.cell_heads import load_cell_heads
+
+    heads = load_cell_heads(SHIPPED)  # the image stage's check of its boxes
+    assert heads is not None and heads.hidden_size == vlm.model.config.text_config.hidden_size
+    assert "sofa" in heads.categories and "brown" in heads.colours
     summary = json.loads((SHIPPED / "training_summary.json").read_text())
     assert summary["trained_by"] == "tools/train_tiny.py"
 
@@ -140,6 +145,8 @@ def test_shipped_checkpoint_grounds_a_demo_query():
     with open_scene(DEMO_SCENE) as scene:
         result = ImageGrounder(load_vlm(SHIPPED), ImageSettings(num_candidates=4)).ground(scene, query, sorted(best))
     assert result.fallback_reason is None
+    assert result.trace.inputs["verifier"]["category"] == "sofa" and result.trace.inputs["verifier"]["colour"] == "brown"
+    assert all(c.verify is not None for c in result.candidates if c.box is not None)
     x1, y1, x2, y2 = result.box
     bx1, by1, bx2, by2 = best[result.frame_index]
     assert bx1 <= (x1 + x2) / 2 < bx2 and by1 <= (y1 + y2) / 2 < by2, (result.box, best[result.frame_index])

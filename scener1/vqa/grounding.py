@@ -499,7 +499,8 @@ class PipelineDetector:
         if every_instance:
             positions = np.flatnonzero(scene.valid_poses)
             settings = replace(self.pipeline.image.settings, num_candidates=self.settings.frames_every_instance)
-            image = ImageGrounder(self.pipeline.vlm, settings).ground(scene, f"every {mention.category}", positions)
+            grounder = ImageGrounder(self.pipeline.vlm, settings, self.pipeline.image.verifier)
+            image = grounder.ground(scene, f"every {mention.category}", positions)
         else:
             span = self.pipeline.temporal.ground(scene, query)
             image = self.pipeline.image.ground(scene, query, span.positions)
@@ -526,7 +527,8 @@ class PipelineDetector:
         positions = np.flatnonzero(scene.valid_poses)
         if len(positions) == 0:
             return []
-        frames = ImageGrounder(vlm, s).select_frames(scene, positions, {}, self.settings.frames_every_instance)
+        frames = ImageGrounder(vlm, s, self.pipeline.image.verifier).select_frames(
+            scene, positions, {}, self.settings.frames_every_instance)
         messages = detection_messages(vlm.box_coordinates, vlm.prompt_version)
         requests = [ChatRequest(messages, images=(shrink_to_pixels(f.color, s.image_max_pixels),)) for f, _ in frames]
         answers = vlm.generate(requests, s.generation, output_scores=True)
