@@ -136,6 +136,18 @@ def test_the_verifier_reads_each_frame_once_and_scores_its_boxes(monkeypatch):
     assert calls == [2, 1]
 
 
+def tower_sees_a_red_chair(monkeypatch, scene, positions) -> None:
+    """A fake tower (features for :func:`one_hot_heads`): a red chair in one cell of the frames at ``positions``,
+    background everywhere else."""
+    chair_frames = {scene.frame(p).color.tobytes() for p in positions}
+    background = np.zeros((3, 4, 7), np.float32)
+    background[..., 0] = 1.0
+    chair = background.copy()
+    chair[1, 1] = [0, 1, 0, 0, 0, 1, 0]
+    monkeypatch.setattr(verify_module, "tower_cells", lambda vlm, images: [
+        chair if image.tobytes() in chair_frames else background for image in images])
+
+
 def test_seeking_asks_the_model_on_the_frames_where_the_heads_see_the_target(tmp_path, monkeypatch):
     from helpers import make_frames, write_scannet
 
@@ -146,13 +158,7 @@ def test_seeking_asks_the_model_on_the_frames_where_the_heads_see_the_target(tmp
 
     shows = {5, 13, 20}  # the frames on which the (fake) tower sees a chair
     with open_scene(write_scannet(tmp_path / "scene0001_00", make_frames(24, step=15, color_scale=4))) as scene:
-        chair_frames = {scene.frame(p).color.tobytes() for p in shows}
-        background = np.zeros((3, 4, 7), np.float32)
-        background[..., 0] = 1.0
-        chair = background.copy()
-        chair[1, 1] = [0, 1, 0, 0, 0, 1, 0]
-        monkeypatch.setattr(verify_module, "tower_cells", lambda vlm, images: [
-            chair if image.tobytes() in chair_frames else background for image in images])
+        tower_sees_a_red_chair(monkeypatch, scene, shows)
         base = load_vlm(build_tiny_vlm(tmp_path / "tiny", "qwen3_vl"))
         answer = '<answer>{"bbox_2d": [10, 10, 60, 60], "label": "chair"}</answer>'
 
@@ -200,13 +206,7 @@ def test_the_temporal_stage_takes_the_heads_span_and_keeps_the_models_answer(tmp
 
     with open_scene(write_scannet(tmp_path / "scene0001_00", make_frames(12, step=30, color_scale=4))) as scene:
         times = scene.timestamps - scene.timestamps[0]
-        chair_frames = {scene.frame(p).color.tobytes() for p in (6, 7)}  # the (fake) tower sees a chair here
-        background = np.zeros((3, 4, 7), np.float32)
-        background[..., 0] = 1.0
-        chair = background.copy()
-        chair[1, 1] = [0, 1, 0, 0, 0, 1, 0]
-        monkeypatch.setattr(verify_module, "tower_cells", lambda vlm, images: [
-            chair if image.tobytes() in chair_frames else background for image in images])
+        tower_sees_a_red_chair(monkeypatch, scene, (6, 7))
         base = load_vlm(build_tiny_vlm(tmp_path / "tiny", "qwen3_vl"))
         answer = "<think>at the start</think><answer>0s to 1s</answer>"
 
