@@ -20,10 +20,15 @@ CATEGORIES = ("none", "chair", "table", "trash can")
 COLOURS = ("none", "red", "blue")
 
 
+BOX = np.array([0.25, 0.3, 0.5, 0.7], np.float32)  # the one box the heads' box map draws, as a share of the frame
+
+
 def one_hot_heads() -> CellHeads:
-    """Heads reading a 7-wide feature: the first four entries are category logits, the last three colour logits."""
+    """Heads reading a 7-wide feature: the first four entries are category logits, the last three colour logits;
+    the box map draws :data:`BOX` on every cell."""
     eye = np.eye(7, dtype=np.float32) * 10
-    return CellHeads(CATEGORIES, COLOURS, eye[:4], np.zeros(4, np.float32), eye[4:], np.zeros(3, np.float32))
+    return CellHeads(CATEGORIES, COLOURS, eye[:4], np.zeros(4, np.float32), eye[4:], np.zeros(3, np.float32),
+                     np.zeros((4, 7), np.float32), np.log(BOX / (1 - BOX)))
 
 
 @pytest.mark.parametrize(
@@ -60,6 +65,15 @@ def test_heads_round_trip_and_broken_files_are_clear_errors(tmp_path):
     back = load_cell_heads(tmp_path)
     assert back.categories == CATEGORIES and back.colours == COLOURS
     np.testing.assert_array_equal(back.colour_weight, heads.colour_weight)
+    np.testing.assert_allclose(back.boxes(np.zeros((2, 7), np.float32)), [BOX, BOX], rtol=1e-6)
+    plain = CellHeads(CATEGORIES, COLOURS, heads.category_weight, heads.category_bias, heads.colour_weight,
+                      heads.colour_bias)
+    (tmp_path / "plain").mkdir()
+    save_cell_heads(tmp_path / "plain", plain, {})
+    assert load_cell_heads(tmp_path / "plain").boxes(np.zeros((1, 7))) is None  # no box map: no heads' boxes
+    with pytest.raises(ConfigError, match="box map"):
+        CellHeads(CATEGORIES, COLOURS, heads.category_weight, heads.category_bias, heads.colour_weight,
+                  heads.colour_bias, np.zeros((4, 5), np.float32), np.zeros(4, np.float32))
     features = np.zeros((2, 7), np.float32)
     features[0, 1] = features[0, 5] = features[1, 3] = features[1, 4] = 1.0
     category, colour = back.probabilities(features)
@@ -171,7 +185,16 @@ def test_seeking_asks_the_model_on_the_frames_where_the_heads_see_the_target(tmp
         assert [c.position for c in sought.candidates] == sorted(shows)
         assert all(c.presence > 0.99 for c in sought.candidates)
         assert sought.trace.inputs["verifier"] == {"category": "chair", "colour": "red", "weight": 1.0,
-                                                   "seek_frames": 24}
+                                                   "seek_frames": 24, "replace_below": 0.0}
+        assert all(c.replaced is None for c in sought.candidates)  # replace_below 0: the model's boxes stand
+        # the model's box misses the chair's cell: with replace_below the heads' own box takes its place
+        own = ground("the red chair", seek_frames=24, replace_below=0.3)
+        h, w = scene.frame(5).color.shape[:2]
+        for c in own.candidates:
+            assert c.replaced["model_box"] == pytest.approx(sought.candidates[0].box, abs=0.05)
+            assert c.replaced["model_score"] < 0.01
+            assert c.box == pytest.approx((0.25 * w, 0.3 * h, 0.5 * w, 0.7 * h), abs=0.1) and c.verify > 0.99
+        assert json.loads(own.trace.to_json())["parsed"]["candidates"][0]["replaced"]["model_score"] < 0.01
         spread_out = ground("the red chair")  # seek_frames 0: spread evenly, as before
         assert [c.position for c in spread_out.candidates] != sorted(shows)
         assert all(c.presence is not None and c.verify is not None for c in spread_out.candidates)

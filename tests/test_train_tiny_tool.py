@@ -48,13 +48,14 @@ def test_recipe_runs_end_to_end_and_a_rerun_finds_every_stage_done(tmp_path, cap
                                                "scener1_prompts.json", "training_summary.json", "curves_sft.png",
                                                "cell_heads.safetensors", "cell_heads.json"}
     heads = json.loads((out / "cell_heads.json").read_text())
-    assert heads["train_scenes"] == 1 and {"object", "background", "colour"} <= set(heads["eval"])
+    assert heads["train_scenes"] == 1 and {"object", "background", "colour", "box_l1"} <= set(heads["eval"])
     assert (work / "sft" / "final" / "cell_heads.safetensors").is_file()  # both models scored with their heads
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["source"] == "grpo/final" and set(summary["heldout"]["results"]) == {"sft", "sft+grpo"}
     report = summary["heldout"]["results"]["sft+grpo"]
     assert report["image/n"] == 2 and report["temporal/n"] == 1 and "3d/acc@0.25" in report
     assert 0 <= report["temporal+heads/miou"] <= 1  # the temporal stage's span from the model's cell heads
+    assert 0 <= report["image+heads/pointing"] <= 1  # ... and the image stage's boxes, the heads' where they doubt
     vision = json.loads((work / "vision" / "vision_pretrain.json").read_text())
     assert vision["done"] and {"dense/object", "dense_video/object"} <= set(vision["metrics"])
     assert json.loads((work / "sft" / "stage_config.json").read_text())["model"] == str(work / "vision")

@@ -56,6 +56,8 @@ class ImageSettings:
     snap: bool = False  # snap each box onto the frame's depth segments (scener1.grounding.snapping)
     snap_min_iou: float = 0.5  # ... only onto a segment box overlapping the model's box this much
     verify_weight: float = 1.0  # votes x (cell heads' score of the box) ** verify_weight; 0: no check
+    replace_below: float = 0.0  # a box scoring below this share of its frame's best cell gives way to the heads'
+    # own box for the target (heads with a box map only; 0: never)
     seek_frames: int = 0  # > 0: the cell heads look through this many frames and the model is asked on
     # those where they see the target most (in the span, and again outside it); 0: candidates spread evenly
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
@@ -81,6 +83,8 @@ class ImageSettings:
             raise ConfigError("the image stage reads one answer per frame (num_return_sequences = 1)")
         if not 0 < self.snap_min_iou <= 1:
             raise ConfigError(f"snap_min_iou must be in (0, 1], got {self.snap_min_iou}")
+        if not 0 <= self.replace_below <= 1:
+            raise ConfigError(f"replace_below must be in [0, 1], got {self.replace_below}")
         if self.seek_frames < 0:
             raise ConfigError(f"seek_frames must be >= 0, got {self.seek_frames}")
         if not (math.isfinite(self.verify_weight) and self.verify_weight >= 0):
@@ -233,6 +237,7 @@ class ImageCandidate:
     in_span: bool = True  # False for the frames taken from outside the temporal span (video_candidates)
     verify: float | None = None  # the cell heads' score of the box (None: not checked)
     presence: float | None = None  # ... and of the frame's best cell: does the frame show the target at all
+    replaced: dict[str, Any] | None = None  # the model's box and its score when the heads' box took its place
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
@@ -308,6 +313,7 @@ def candidate_summary(c: ImageCandidate) -> dict[str, Any]:
             "in_span": c.in_span,
             "verify": c.verify,
             "presence": c.presence,
+            "replaced": c.replaced,
         }
     )
 

@@ -89,6 +89,12 @@ class ImageGrounder:
         outside = np.setdiff1d(np.arange(len(scene)), positions)
         return self.select_frames(scene, outside, cache, self.settings.video_candidates, target)
 
+    def _heads_instead(self, target: QueryTarget, frame: Frame, parsed: Any) -> tuple[dict | None, Any]:
+        """(record, parsed): the heads' own box in place of the model's when they doubt it, else (None, parsed)."""
+        record, box = self.verifier.replacement(target, (frame.index, frame.color), parsed.value,
+                                                self.settings.replace_below, self.settings.min_box_size)
+        return record, parsed if record is None else replace(parsed, value=box)
+
     def ground_many(self, scene: Scene, items: Sequence[tuple[str, Sequence[int] | np.ndarray]]) -> list[ImageResult]:
         """Ground several (query, positions) pairs in one batch of model calls, decoding each frame once."""
         start = time.perf_counter()
@@ -123,6 +129,10 @@ class ImageGrounder:
 
         results = []
         for query, positions, messages, frames in jobs:
+            target = self.verifier.target(query) if self.verifier is not None else None
+            replacing = s.replace_below > 0 and target is not None and target.category is not None
+            if replacing:
+                self.verifier.read([(f.index, f.color) for f, _, _ in frames])  # one batch for the job's frames
             candidates = []
             for frame, depth_ok, in_span in frames:
                 answer = next(answers)
@@ -136,6 +146,9 @@ class ImageGrounder:
                     snap = snapped.to_dict(parsed.value)
                     if snapped.changed:
                         parsed = replace(parsed, value=snapped.box)
+                replaced = None
+                if replacing and parsed.value is not None:
+                    replaced, parsed = self._heads_instead(target, frame, parsed)
                 point = None
                 if parsed.value is not None and depth_ok:
                     lifted = box_centre_point(parsed.value, frame, s.centre_fraction, s.min_depth, s.max_depth)
@@ -154,6 +167,7 @@ class ImageGrounder:
                         point=point,
                         snap=snap,
                         in_span=in_span,
+                        replaced=replaced,
                     )
                 )
             inputs = {
@@ -167,14 +181,14 @@ class ImageGrounder:
                 "prompt_version": self.vlm.prompt_version,
                 "batched_queries": len(jobs),
             }
-            if self.verifier is not None:
-                target = self.verifier.target(query)
+            if target is not None:
                 keyed = [(f.index, f.color) for f, _, _ in frames]
                 scores = self.verifier.score(target, keyed, [c.box for c in candidates])
                 presence = self.verifier.presence(target, keyed)
                 candidates = [replace(c, verify=None if v is None else round(v, 6),
                                       presence=None if seen is None else round(seen, 6))
                               for c, v, seen in zip(candidates, scores, presence, strict=True)]
-                inputs["verifier"] = {**target.to_dict(), "weight": s.verify_weight, "seek_frames": s.seek_frames}
+                inputs["verifier"] = {**target.to_dict(), "weight": s.verify_weight, "seek_frames": s.seek_frames,
+                                      "replace_below": s.replace_below}
             results.append(decide(query, candidates, [f for f, _, _ in frames], s, prompt_text(messages), seconds, inputs))
         return results

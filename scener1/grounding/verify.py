@@ -5,7 +5,9 @@ Scene-R1-tiny most of those boxes lie on an object of another category, and the 
 does not tell which (docs/training.md). The model's cell heads (:mod:`scener1.models.cell_heads`) read, for
 each merged vision token, the probability of every category and colour; a box's score is the mean over the
 cells it covers of P(the query's category) x P(the query's colour) (the colour factor only when the query
-names one). Each candidate's vote is then weighed by its score (``ImageSettings.verify_weight``).
+names one). Each candidate's vote is then weighed by its score (``ImageSettings.verify_weight``); the frames the
+model is asked on can be those where the best cell looks most like the target (``seek_frames``), and with
+``replace_below`` a box the heads doubt gives way to their own (the boxes their strongest cells predict).
 
 The query's target is read by rule, in the English of ScanRefer-style descriptions: the first category the
 heads know ("this is a blue chair. it is next to the desk." -> chair), its colour the word just before it or a
@@ -103,7 +105,7 @@ class CellVerifier:
     def __init__(self, vlm: Any, heads: CellHeads):
         self.vlm = vlm
         self.heads = heads
-        self._maps: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+        self._maps: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # category, colour, boxes
 
     @classmethod
     def for_model(cls, vlm: Any) -> "CellVerifier | None":
@@ -118,11 +120,12 @@ class CellVerifier:
         """Drop the frames read so far (call between scenes: keys are frame indices)."""
         self._maps.clear()
 
-    def _read(self, frames: Sequence[tuple[Any, np.ndarray]]) -> None:
+    def read(self, frames: Sequence[tuple[Any, np.ndarray]]) -> None:
+        """Run the tower over the frames not read yet, in one batch (``frames``: (key, image) pairs)."""
         todo = {key: image for key, image in frames if key not in self._maps}  # each new frame once
         if todo:
             for key, cells in zip(todo, tower_cells(self.vlm, list(todo.values())), strict=True):
-                self._maps[key] = self.heads.probabilities(cells)
+                self._maps[key] = (*self.heads.probabilities(cells), self.heads.boxes(cells))
 
     def score(self, target: QueryTarget, frames: Sequence[tuple[Any, np.ndarray]],
               boxes: Sequence[Sequence[float] | None]) -> list[float | None]:
@@ -130,13 +133,13 @@ class CellVerifier:
         None for a missing box or a target without a category."""
         if target.category is None:
             return [None] * len(boxes)
-        self._read(frames)
+        self.read(frames)
         scores: list[float | None] = []
         for (key, image), box in zip(frames, boxes, strict=True):
             if box is None:
                 scores.append(None)
                 continue
-            match = target_match(*self._maps[key], self.heads, target)
+            match = target_match(*self._maps[key][:2], self.heads, target)
             height, width = image.shape[:2]
             scores.append(box_score(match, box, (width, height)))
         return scores
@@ -146,5 +149,40 @@ class CellVerifier:
         category). The image stage asks the model on the frames where this is highest (``seek_frames``)."""
         if target.category is None:
             return [None] * len(frames)
-        self._read(frames)
-        return [float(target_match(*self._maps[key], self.heads, target).max()) for key, _ in frames]
+        self.read(frames)
+        return [float(target_match(*self._maps[key][:2], self.heads, target).max()) for key, _ in frames]
+
+    def heads_box(self, target: QueryTarget, frame: tuple[Any, np.ndarray]) -> tuple[float, float, float, float] | None:
+        """The heads' own box for the target on a frame, in its pixels: the boxes the cells predict for their
+        object, averaged over the cells at half the best cell's match or more, weighted by it. None without a
+        box map or a category."""
+        if target.category is None:
+            return None
+        key, image = frame
+        self.read([frame])
+        category, colour, boxes = self._maps[key]
+        if boxes is None:
+            return None
+        match = target_match(category, colour, self.heads, target)
+        weight = np.where(match >= 0.5 * match.max(), match, 0.0)
+        if not weight.sum() > 0:
+            return None
+        share = (boxes * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+        height, width = image.shape[:2]
+        x1, x2 = sorted((float(share[0]) * width, float(share[2]) * width))
+        y1, y2 = sorted((float(share[1]) * height, float(share[3]) * height))
+        return x1, y1, x2, y2
+
+    def replacement(self, target: QueryTarget, frame: tuple[Any, np.ndarray], box: Sequence[float],
+                    below: float, min_size: float = 1.0) -> tuple[dict[str, Any] | None, tuple[float, ...]]:
+        """(record, box): the heads' own box (:meth:`heads_box`) when ``box`` scores under ``below`` of the
+        frame's best cell, with a record of the model's box and score; else (None, ``box``) as it was."""
+        score = self.score(target, [frame], [box])[0]
+        presence = self.presence(target, [frame])[0]
+        if score is None or presence is None or score >= below * presence:
+            return None, tuple(box)
+        own = self.heads_box(target, frame)
+        if own is None or own[2] - own[0] < min_size or own[3] - own[1] < min_size:
+            return None, tuple(box)
+        record = {"model_box": [round(float(v), 2) for v in box], "model_score": round(score, 6)}
+        return record, tuple(round(v, 2) for v in own)

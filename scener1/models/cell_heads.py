@@ -31,6 +31,7 @@ from ..errors import ConfigError
 HEADS_FILE = "cell_heads.safetensors"
 INFO_FILE = "cell_heads.json"
 _TENSORS = ("category.weight", "category.bias", "colour.weight", "colour.bias")
+_BOX_TENSORS = ("box.weight", "box.bias")  # optional: heads fitted before 2026-11-27 evening have none
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -41,7 +42,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class CellHeads:
-    """Two linear maps from a merged vision token to category and colour; class 0 of each is "none"."""
+    """Linear maps from a merged vision token to category and colour (class 0 of each is "none") and, when
+    fitted, to the visible box of the object the token shows (a share of the frame, x1 y1 x2 y2)."""
 
     categories: tuple[str, ...]
     colours: tuple[str, ...]
@@ -49,6 +51,8 @@ class CellHeads:
     category_bias: np.ndarray  # (categories,)
     colour_weight: np.ndarray  # (colours, hidden)
     colour_bias: np.ndarray  # (colours,)
+    box_weight: np.ndarray | None = None  # (4, hidden)
+    box_bias: np.ndarray | None = None  # (4,)
 
     def __post_init__(self) -> None:
         hidden = self.category_weight.shape[-1]
@@ -64,6 +68,9 @@ class CellHeads:
                 f"{self.colour_weight.shape}, {self.colour_bias.shape} do not fit {len(self.categories)} categories "
                 f"and {len(self.colours)} colours"
             )
+        if (self.box_weight is None) != (self.box_bias is None) or self.box_weight is not None and (
+                self.box_weight.shape != (4, hidden) or self.box_bias.shape != (4,)):
+            raise ConfigError(f"cell heads: the box map must be (4, {hidden}) with a (4,) bias")
         if len(self.categories) < 2 or len(self.colours) < 2:
             raise ConfigError("cell heads need a 'none' class and at least one category and colour")
 
@@ -80,6 +87,14 @@ class CellHeads:
         colour = _softmax(x @ self.colour_weight.T + self.colour_bias)
         return category, colour
 
+    def boxes(self, features: np.ndarray) -> np.ndarray | None:
+        """(..., hidden) -> (..., 4) the visible box of each token's object as a share of the frame (None when
+        the heads have no box map)."""
+        if self.box_weight is None:
+            return None
+        x = np.asarray(features, dtype=np.float32)
+        return 1.0 / (1.0 + np.exp(-(x @ self.box_weight.T + self.box_bias)))
+
 
 def save_cell_heads(model_dir: str | Path, heads: CellHeads, info: dict[str, Any]) -> None:
     from safetensors.numpy import save_file
@@ -87,6 +102,8 @@ def save_cell_heads(model_dir: str | Path, heads: CellHeads, info: dict[str, Any
     out = Path(model_dir)
     tensors = dict(zip(_TENSORS, (heads.category_weight, heads.category_bias, heads.colour_weight, heads.colour_bias),
                        strict=True))
+    if heads.box_weight is not None:
+        tensors.update(zip(_BOX_TENSORS, (heads.box_weight, heads.box_bias), strict=True))
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(out / HEADS_FILE))
     record = {"categories": list(heads.categories), "colours": list(heads.colours), **info}
     (out / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -115,8 +132,9 @@ def load_cell_heads(model_dir: str | Path | None) -> CellHeads | None:
     if missing or not isinstance(info, dict) or not isinstance(info.get("categories"), list) \
             or not isinstance(info.get("colours"), list):
         raise ConfigError(f"{root / HEADS_FILE}: missing {', '.join(missing) or 'class names in ' + INFO_FILE}")
+    box = [tensors[k].astype(np.float32) for k in _BOX_TENSORS if k in tensors]
     return CellHeads(tuple(map(str, info["categories"])), tuple(map(str, info["colours"])),
-                     *(tensors[k].astype(np.float32) for k in _TENSORS))
+                     *(tensors[k].astype(np.float32) for k in _TENSORS), *(box if len(box) == 2 else (None, None)))
 
 
 def tower_cells(vlm: Any, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -161,14 +179,14 @@ class CellHeadsConfig:
 
 
 def _dense_set(vlm: Any, scenes: Sequence[str | Path], stride: int, min_share: float, desc: str | None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cells, hidden) features with their category and colour targets over every ``stride``-th frame."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cells, hidden) features with their category, colour and box targets over every ``stride``-th frame."""
     import torch
 
     from .vision_pretrain import DenseBatches, _target_tensors, cell_features
 
     batches = DenseBatches(scenes, vlm.processor, stride, min_share, seed=0)
-    features, categories, colours = [], [], []
+    features, categories, colours, boxes = [], [], [], []
     chunks = range(0, len(batches.items), 32)
     if desc:
         from tqdm import tqdm
@@ -179,23 +197,28 @@ def _dense_set(vlm: Any, scenes: Sequence[str | Path], stride: int, min_share: f
             inputs, targets = batches.load(batches.items[start : start + 32])
             with torch.no_grad():
                 features.append(cell_features(vlm.model, inputs).float().cpu().numpy())
-            category, colour, _ = _target_tensors(targets)
+            category, colour, box = _target_tensors(targets)
             categories.append(category.numpy())
             colours.append(colour.numpy())
+            boxes.append(box.numpy())
     finally:
         batches.close()
-    return np.concatenate(features), np.concatenate(categories), np.concatenate(colours)
+    return np.concatenate(features), np.concatenate(categories), np.concatenate(colours), np.concatenate(boxes)
 
 
-def cell_accuracy(heads: CellHeads, features: np.ndarray, categories: np.ndarray, colours: np.ndarray
-                  ) -> dict[str, float]:
-    """Category accuracy on object cells and on the rest, colour accuracy on object cells."""
+def cell_accuracy(heads: CellHeads, features: np.ndarray, categories: np.ndarray, colours: np.ndarray,
+                  boxes: np.ndarray | None = None) -> dict[str, float]:
+    """Category accuracy on object cells and on the rest, colour accuracy and box L1 (share of the frame) on
+    object cells."""
     p_category, p_colour = heads.probabilities(features)
     on = categories > 0
     right = p_category.argmax(-1) == categories
     out = {"background": float(right[~on].mean()) if (~on).any() else float("nan")}
     if on.any():
         out.update(object=float(right[on].mean()), colour=float((p_colour.argmax(-1) == colours)[on].mean()))
+        predicted = heads.boxes(features[on])
+        if predicted is not None and boxes is not None:
+            out["box_l1"] = float(np.abs(predicted - boxes[on]).mean())
     return out
 
 
@@ -214,7 +237,7 @@ def fit_cell_heads(model_dir: str | Path, scenes: Sequence[str | Path], config: 
 
     config = config or CellHeadsConfig()
     root = Path(model_dir)
-    settings = {"config": asdict(config), "train_scenes": len(scenes), "eval_scenes": len(eval_scenes)}
+    settings = {"config": asdict(config), "train_scenes": len(scenes), "eval_scenes": len(eval_scenes), "box_map": True}
     if (root / INFO_FILE).is_file():
         try:
             done = json.loads((root / INFO_FILE).read_text())
@@ -227,15 +250,17 @@ def fit_cell_heads(model_dir: str | Path, scenes: Sequence[str | Path], config: 
     vlm = load_vlm(root, device="cpu", dtype="float32")
     if not hasattr(getattr(vlm.model, "model", None), "visual"):
         raise ConfigError(f"cell heads need a model with a vision tower; {root} has none")
-    x, y_category, y_colour = _dense_set(vlm, scenes, config.frame_stride, config.min_share,
-                                         "cell heads: training features" if progress else None)
+    x, y_category, y_colour, y_box = _dense_set(vlm, scenes, config.frame_stride, config.min_share,
+                                                "cell heads: training features" if progress else None)
     torch.manual_seed(config.seed)
     hidden = x.shape[1]
     category = torch.nn.Linear(hidden, len(CATEGORY_CLASSES))
     colour = torch.nn.Linear(hidden, len(COLOR_CLASSES))
-    params = [*category.parameters(), *colour.parameters()]
+    box = torch.nn.Linear(hidden, 4)
+    params = [*category.parameters(), *colour.parameters(), *box.parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     features, targets, targets_colour = torch.from_numpy(x), torch.from_numpy(y_category), torch.from_numpy(y_colour)
+    targets_box = torch.from_numpy(y_box)
     generator = torch.Generator().manual_seed(config.seed)
     steps = range(config.steps)
     if progress:
@@ -248,15 +273,16 @@ def fit_cell_heads(model_dir: str | Path, scenes: Sequence[str | Path], config: 
         pick = torch.randint(0, len(features), (config.batch_size,), generator=generator)
         on = targets[pick] > 0
         loss = F.cross_entropy(category(features[pick]), targets[pick])
-        if on.any():
+        if on.any():  # colour and box are said of object cells only
             loss = loss + F.cross_entropy(colour(features[pick][on]), targets_colour[pick][on])
+            loss = loss + (torch.sigmoid(box(features[pick][on])) - targets_box[pick][on]).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     heads = CellHeads(CATEGORY_CLASSES, COLOR_CLASSES,
                       *(t.detach().numpy().astype(np.float32) for t in (category.weight, category.bias, colour.weight,
-                                                                        colour.bias)))
-    record: dict[str, Any] = {**settings, "train": cell_accuracy(heads, x, y_category, y_colour)}
+                                                                        colour.bias, box.weight, box.bias)))
+    record: dict[str, Any] = {**settings, "train": cell_accuracy(heads, x, y_category, y_colour, y_box)}
     if eval_scenes:
         record["eval"] = cell_accuracy(heads, *_dense_set(vlm, eval_scenes, config.eval_stride, config.min_share,
                                                           "cell heads: evaluation features" if progress else None))
