@@ -115,9 +115,12 @@ def _print_result(res: dict) -> None:
     print(f"query    {res['query']}")
     print(f"status   {res['status']}" + "".join(f"\n  note   {n}" for n in res["notes"]))
     if res["window"]:
-        print(f"when     {res['window'][0]:.1f}s to {res['window'][1]:.1f}s   think: {short(res['think']['temporal'])}")
+        source = "   (where the cell heads see it; the model's own answer:)" if res.get("window_source") == "heads" else ""
+        print(f"when     {res['window'][0]:.1f}s to {res['window'][1]:.1f}s{source}   "
+              f"think: {short(res['think']['temporal'])}")
     if res["box_2d"]:
-        print(f"where    frame {res['frame']} box {res['box_2d']} label {res['label']!r}   "
+        check = f"   cell heads p={res['box_check']:.2f}" if res.get("box_check") is not None else ""
+        print(f"where    frame {res['frame']} box {res['box_2d']} label {res['label']!r}{check}   "
               f"think: {short(res['think']['image'])}")
     if res["box_3d"]:
         c, z = res["box_3d"]["center"], res["box_3d"]["size"]

@@ -80,9 +80,13 @@ class GroundingResult:
             "status": self.status,
             "notes": list(self.notes),
             "window": None if t is None else [round(float(t.span[0]), 3), round(float(t.span[1]), 3)],
+            # "heads": the model's cell heads placed the window (its own answer is in think and the trace)
+            "window_source": None if t is None else t.span_source,
             "frame": None if im is None else int(im.frame_index),
             "box_2d": None if im is None else [round(float(v), 1) for v in im.box],
             "label": None if im is None else im.label,
+            # the cell heads' score of the chosen box (None: not checked)
+            "box_check": next((c.verify for c in im.candidates if c.chosen), None) if im is not None else None,
             "think": {"temporal": None if t is None else t.think, "image": None if im is None else im.think},
             "coordinate_frame": None if lf is None else lf.coordinate_frame,
             "box_3d": None if lf is None or lf.box_3d is None else lf.box_3d.to_dict(),

@@ -131,6 +131,7 @@ def test_tiny_random_model_runs_the_whole_pipeline(tiny_model, synth_root):
         assert all(n.split(":")[0] in ("temporal", "image", "lifting", "scene") for n in out["notes"])
     assert out["window"][0] <= out["window"][1]
     assert len(out["box_2d"]) == 4 and out["frame"] in range(24)
+    assert out["window_source"] == "model" and out["box_check"] is None  # no cell heads: the model's answers only
     for stage in ("temporal", "image"):
         trace = out["trace"][stage]
         assert trace["prompt"] and "raw_output" in trace and trace["seconds"] >= 0
