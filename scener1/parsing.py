@@ -482,3 +482,24 @@ def parse_box(text: str, geometry: BoxGeometry, min_size: float = 1.0) -> BoxPar
     return BoxParse(
         primary.box, "ok", primary.label, tuple(mapped), tuple(raw), tuple(rejected), repairs=tuple(repairs), **base
     )
+
+
+#: category words that look plural but are not
+_INVARIANT = frozenset(["glasses", "pants", "shorts", "scissors", "clothes", "curtains", "blinds", "stairs", "headphones", "speakers", "shoes", "towels", "boots"])
+_KEEP_S = frozenset(["glass", "bus", "gas", "lens", "cactus", "canvas", "chassis", "series", "species", "mattress", "dress", "boss"])
+
+
+def singular(word: str) -> str:
+    """English singular of one (lower-case) noun by rule; unknown shapes are returned unchanged."""
+    w = word
+    if w in _INVARIANT or w in _KEEP_S or len(w) <= 3 or not w.endswith("s") or w.endswith("ss"):
+        return w
+    if w.endswith("ves") and len(w) > 4:
+        return w[:-3] + ("fe" if w[:-3].endswith(("kni", "wi", "li")) else "f")  # shelves, knives
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith(("xes", "ches", "shes", "sses", "zes")):
+        return w[:-2]
+    if w.endswith("oes"):
+        return w[:-2]
+    return w[:-1]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from scener1.errors import ConfigError
-from scener1.grounding import ImageCandidate, ImageSettings, box_score, query_target
-from scener1.grounding import verify as verify_module
+from scener1.grounding import ImageCandidate, ImageSettings
+from scener1.models import cell_verifier as verify_module
 from scener1.grounding.core import decide
-from scener1.grounding.verify import CellVerifier, QueryTarget, cells_in_box
+from scener1.models.cell_verifier import CellVerifier, QueryTarget, box_score, cells_in_box, query_target
 from scener1.models.cell_heads import HEADS_FILE, INFO_FILE, CellHeads, load_cell_heads, save_cell_heads
 from scener1.parsing import BoxParse
 from scener1.types import Frame, Intrinsics

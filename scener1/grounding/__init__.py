@@ -13,13 +13,8 @@ from .core import (
     spread,
 )
 from .grounder import ImageGrounder
-from .verify import CellVerifier, QueryTarget, box_score, query_target
 
 __all__ = [
-    "CellVerifier",
-    "QueryTarget",
-    "box_score",
-    "query_target",
     "ImageCandidate",
     "ImageGrounder",
     "ImageResult",

@@ -36,7 +36,7 @@ class ImageSettings:
     Off here, so that a grounder asked about given frames looks at those only; the pipeline's configuration
     (``configs/default.yaml``) turns it on, because Scene-R1-tiny's temporal stage is its weaker one.
 
-    When the model ships cell heads (:mod:`scener1.grounding.verify`), each candidate's vote is also scaled by
+    When the model ships cell heads (:mod:`scener1.models.cell_verifier`), each candidate's vote is also scaled by
     its box's score (how much it shows the query's category and colour) to the power ``verify_weight``; 0
     turns the check off. Models without cell heads (real Qwen checkpoints) are not checked. With
     ``seek_frames`` the same heads also choose which frames the model is asked on (where the target shows most).

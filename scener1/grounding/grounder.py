@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.scene import Scene
 from ..errors import ConfigError, SceneError
+from ..models.cell_verifier import CellVerifier, QueryTarget
 from ..models.vlm import VLM, ChatRequest
 from ..parsing import BoxGeometry, parse_box
 from ..prompts import clean_query, image_messages, prompt_text
@@ -27,7 +28,6 @@ from .core import (
     spread,
 )
 from .snapping import SnapSettings, snap_box
-from .verify import CellVerifier, QueryTarget
 
 
 class ImageGrounder:

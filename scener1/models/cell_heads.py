@@ -5,7 +5,7 @@ tokens and then drops them. Fitted again on the finished model's frozen tower, t
 (category, colour) tell the image stage how much a box looks like "the blue chair": Scene-R1-tiny's language
 model often boxes an object of another category, and its own answer probability hardly knows when (area
 under the ROC curve 0.56 for "this box lies on the target" on the validation scenes), while the heads' score
-does (0.90). :mod:`scener1.grounding.verify` uses them to weigh the image stage's candidates.
+does (0.90). :mod:`scener1.models.cell_verifier` uses them to weigh the image stage's candidates.
 
     fit_cell_heads("assets/models/scene-r1-tiny", train_scenes, CellHeadsConfig(), eval_scenes=val_scenes)
     heads = load_cell_heads("assets/models/scene-r1-tiny")   # None for a model without them (e.g. Qwen)

@@ -243,7 +243,7 @@ def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], f
     row, the span where the model's cell heads see the target (:func:`scener1.temporal.presence_span` over the
     row's frames), or the model's own answer when the query names no category the heads know. Empty for a
     model without cell heads."""
-    from ..grounding.verify import CellVerifier
+    from ..models.cell_verifier import CellVerifier
     from ..temporal import TemporalSettings, presence_span
     from .rewards import best_span_iou
 
@@ -272,9 +272,9 @@ def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], f
 def heads_image_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], frames: Any,
                         replace_below: float) -> dict[str, float]:
     """The image stage's figures on a given frame with ``image.replace_below``: the model's box, or the cell heads'
-    own box where they doubt it (:meth:`scener1.grounding.verify.CellVerifier.replacement`). Empty for a model
+    own box where they doubt it (:meth:`scener1.models.cell_verifier.CellVerifier.replacement`). Empty for a model
     without cell heads (or without their box map) or with ``replace_below`` 0."""
-    from ..grounding.verify import CellVerifier
+    from ..models.cell_verifier import CellVerifier
     from .rewards import box_iou
 
     verifier = CellVerifier.for_model(vlm)

@@ -31,7 +31,7 @@ class TemporalSettings:
     max_frames: int = 32
     frame_max_pixels: int = 448 * 448
     video_max_pixels: int = 32 * 448 * 448
-    # "auto": when the model ships cell heads (scener1.grounding.verify) and the query names a category they know,
+    # "auto": when the model ships cell heads (scener1.models.cell_verifier) and the query names a category they know,
     # the span is where they see the target (:func:`presence_span`); the model's answer stays in the trace.
     # "model": always the model's answer.
     span_source: str = "auto"

@@ -9,9 +9,9 @@ import numpy as np
 
 from ..data.scene import Scene
 from ..errors import SceneError
+from ..models.cell_verifier import CellVerifier
 from ..models.vlm import VLM, ChatRequest
 from ..prompts import clean_query, prompt_text, temporal_messages
-from ..grounding.verify import CellVerifier
 from .core import (
     TemporalResult,
     TemporalSettings,

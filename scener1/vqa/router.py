@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..parsing import singular
 from ..prompts import MAX_QUERY_CHARS
 
 #: VSI-Bench question types answered by measurement (scored by MRA).
@@ -43,9 +44,6 @@ _QUALIFIERS = (
     " closest to ", " farther from ", " in front of ", " by ", " with ", " that ", " which ", " in ", " at ",
     " against ", " between ", " of the ", " to the ", " is ", " are ",
 )
-#: category words that look plural but are not
-_INVARIANT = frozenset(["glasses", "pants", "shorts", "scissors", "clothes", "curtains", "blinds", "stairs", "headphones", "speakers", "shoes", "towels", "boots"])
-_KEEP_S = frozenset(["glass", "bus", "gas", "lens", "cactus", "canvas", "chassis", "series", "species", "mattress", "dress", "boss"])
 
 
 @dataclass(frozen=True)
@@ -133,22 +131,6 @@ def clean_question(question: Any) -> str:
     if len(text) > MAX_QUESTION_CHARS:
         raise ConfigError(f"the question is {len(text)} characters long; at most {MAX_QUESTION_CHARS} are accepted")
     return text
-
-
-def singular(word: str) -> str:
-    """English singular of one (lower-case) noun by rule; unknown shapes are returned unchanged."""
-    w = word
-    if w in _INVARIANT or w in _KEEP_S or len(w) <= 3 or not w.endswith("s") or w.endswith("ss"):
-        return w
-    if w.endswith("ves") and len(w) > 4:
-        return w[:-3] + ("fe" if w[:-3].endswith(("kni", "wi", "li")) else "f")  # shelves, knives
-    if w.endswith("ies") and len(w) > 4:
-        return w[:-3] + "y"
-    if w.endswith(("xes", "ches", "shes", "sses", "zes")):
-        return w[:-2]
-    if w.endswith("oes"):
-        return w[:-2]
-    return w[:-1]
 
 
 def mention(text: str) -> Mention:

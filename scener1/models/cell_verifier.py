@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..models.cell_heads import CellHeads, load_cell_heads, tower_cells
+from ..parsing import singular
+from .cell_heads import CellHeads, load_cell_heads, tower_cells
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -43,8 +44,6 @@ class QueryTarget:
 
 def query_target(query: str, categories: Sequence[str], colours: Sequence[str]) -> QueryTarget:
     """The first known category in ``query`` and the colour said of it (see the module's docstring)."""
-    from ..vqa.router import singular
-
     words = [singular(w) for w in _WORD.findall(query.lower())]
     names = {c.lower() for c in categories if c != "none"}
     colour_names = {c.lower() for c in colours if c != "none"}
