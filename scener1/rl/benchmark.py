@@ -125,9 +125,9 @@ def chosen_frame_check(views: Sequence[Any], object_id: int, box: Sequence[float
     target = next((v for v in views if v.object_id == object_id), None)
     if target is None or box is None:
         return target is not None, False
-    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
-    x1, y1, x2, y2 = target.box
-    return True, bool(x1 <= cx < x2 and y1 <= cy < y2)
+    from .rewards import centre_inside
+
+    return True, centre_inside(box, target.box)
 
 
 def candidate_checks(truth: Sequence[Sequence[Any]], object_id: int,
@@ -210,32 +210,36 @@ def evaluate_pipeline(model_dir: str | Path, queries: Sequence[Mapping[str, Any]
     return metrics, ordered
 
 
+def image_figures(prefix: str, boxes: Sequence[Sequence[float] | None], rows: Sequence[Mapping[str, Any]]
+                  ) -> dict[str, float]:
+    """``prefix/miou``, ``/acc@0.5`` and ``/pointing`` of ``boxes`` (None: no usable box) against the rows' boxes."""
+    from .rewards import box_iou, centre_inside
+
+    if not boxes:
+        return {}
+    iou = np.array([0.0 if b is None else box_iou(b, r["box"]) for b, r in zip(boxes, rows, strict=True)])
+    hits = [b is not None and centre_inside(b, r["box"]) for b, r in zip(boxes, rows, strict=True)]
+    return {f"{prefix}/miou": float(iou.mean()), f"{prefix}/acc@0.5": float((iou >= 0.5).mean()),
+            f"{prefix}/pointing": float(np.mean(hits))}
+
+
 def snapped_metrics(rows: Sequence[dict], results: Sequence[Any], frames: Any) -> dict[str, float]:
     """The image figures again after snapping each predicted box onto its frame's depth segments
     (:mod:`scener1.grounding.snapping`): does snapping help this model's boxes?"""
     from ..grounding.snapping import snap_box
-    from .rewards import box_iou
 
-    ious, hits, changed = [], [], 0
-    for row, result in zip(rows, results, strict=True):
-        if row["task"] != "image" or row.get("absent"):
-            continue
+    pairs = [(r, a) for r, a in zip(rows, results, strict=True) if r["task"] == "image" and not r.get("absent")]
+    boxes, changed = [], 0
+    for row, result in pairs:
         if result.prediction is None:
-            ious.append(0.0)
-            hits.append(False)
+            boxes.append(None)
             continue
-        scene = frames.scene(row["scene"])
-        snapped = snap_box(tuple(result.prediction), scene.frame(int(row["positions"][0])))
+        snapped = snap_box(tuple(result.prediction), frames.scene(row["scene"]).frame(int(row["positions"][0])))
         changed += snapped.changed
-        x1, y1, x2, y2 = snapped.box
-        t = row["box"]
-        ious.append(box_iou(snapped.box, t))
-        hits.append(t[0] <= 0.5 * (x1 + x2) < t[2] and t[1] <= 0.5 * (y1 + y2) < t[3])
-    if not ious:
+        boxes.append(snapped.box)
+    if not boxes:
         return {}
-    iou = np.array(ious)
-    return {"image+snap/miou": float(iou.mean()), "image+snap/acc@0.5": float((iou >= 0.5).mean()),
-            "image+snap/pointing": float(np.mean(hits)), "image+snap/changed": changed / len(ious)}
+    return {**image_figures("image+snap", boxes, [r for r, _ in pairs]), "image+snap/changed": changed / len(boxes)}
 
 
 def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], frames: Any) -> dict[str, float]:
@@ -275,13 +279,12 @@ def heads_image_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], 
     own box where they doubt it (:meth:`scener1.models.cell_verifier.CellVerifier.replacement`). Empty for a model
     without cell heads (or without their box map) or with ``replace_below`` 0."""
     from ..models.cell_verifier import CellVerifier
-    from .rewards import box_iou
 
     verifier = CellVerifier.for_model(vlm)
     pairs = [(r, a) for r, a in zip(rows, results, strict=True) if r["task"] == "image" and not r.get("absent")]
     if verifier is None or verifier.heads.box_weight is None or replace_below <= 0 or not pairs:
         return {}
-    ious, hits, replaced = [], [], 0
+    boxes, replaced = [], 0
     for row, result in pairs:
         box = result.prediction
         target = verifier.target(row["query"])
@@ -290,16 +293,8 @@ def heads_image_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], 
             record, box = verifier.replacement(target, ((row["scene"], position), frames.scene(row["scene"]).color(
                 position)), box, replace_below)
             replaced += record is not None
-        if box is None:
-            ious.append(0.0)
-            hits.append(False)
-            continue
-        t = row["box"]
-        ious.append(box_iou(box, t))
-        hits.append(t[0] <= 0.5 * (box[0] + box[2]) < t[2] and t[1] <= 0.5 * (box[1] + box[3]) < t[3])
-    iou = np.array(ious)
-    return {"image+heads/acc@0.5": float((iou >= 0.5).mean()), "image+heads/pointing": float(np.mean(hits)),
-            "image+heads/miou": float(iou.mean()), "image+heads/replaced": replaced / len(ious)}
+        boxes.append(box)
+    return {**image_figures("image+heads", boxes, [r for r, _ in pairs]), "image+heads/replaced": replaced / len(boxes)}
 
 
 def evaluate_model(model_dir: str | Path, rows: Sequence[dict], queries: Sequence[Mapping[str, Any]],

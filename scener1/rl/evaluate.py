@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..parsing import parse_box, parse_span
-from .rewards import best_span_iou, box_geometry, box_iou
+from .rewards import best_span_iou, box_geometry, box_iou, centre_inside
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,7 @@ def score_image_answer(text: str, row: Mapping[str, Any], model_size: tuple[int,
     if parsed.value is None:
         return RowResult("image", row["query"], text, 0.0, parsed.absent and parsed.format_ok, False, None,
                          said_absent=parsed.absent)
-    x1, y1, x2, y2 = parsed.value
-    cx, cy = 0.5 * (x1 + x2), 0.5 * (y1 + y2)
-    inside = target[0] <= cx < target[2] and target[1] <= cy < target[3]
+    inside = centre_inside(parsed.value, target)
     return RowResult("image", row["query"], text, box_iou(parsed.value, target), parsed.format_ok, inside,
                      tuple(parsed.value))
 
@@ -92,9 +90,8 @@ def listing_matches(listed: Sequence[tuple[Sequence[float], str | None]],
     tie_break = 1.0 / (min(len(listed), len(truth)) + 1)  # IoU never outweighs one more match
     weight = np.zeros((len(listed), len(truth)))
     for i, (box, label) in enumerate(listed):
-        cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
         for j, (true_box, true_label) in enumerate(truth):
-            if label == true_label and true_box[0] <= cx < true_box[2] and true_box[1] <= cy < true_box[3]:
+            if label == true_label and centre_inside(box, true_box):
                 weight[i, j] = 1.0 + tie_break * box_iou(box, true_box)
     rows, cols = linear_sum_assignment(weight, maximize=True)
     return int((weight[rows, cols] > 0).sum())

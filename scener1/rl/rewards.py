@@ -81,6 +81,12 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def centre_inside(box: Sequence[float], target: Sequence[float]) -> bool:
+    """Whether ``box``'s centre lies in ``target`` (x2/y2 exclusive): the pointing criterion."""
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    return bool(target[0] <= cx < target[2] and target[1] <= cy < target[3])
+
+
 def span_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two time spans ``[start, end]`` in seconds (0 when either has no length)."""
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
