@@ -119,12 +119,14 @@ class Pipeline:
     ):
         from .grounding import ImageGrounder
         from .lifting.object_lift import LiftConfig
+        from .models.cell_verifier import CellVerifier
         from .temporal import TemporalGrounder
 
         self.vlm = vlm
         self.tracker = tracker
-        self.temporal = TemporalGrounder(vlm, temporal)
-        self.image = ImageGrounder(vlm, image)
+        verifier = CellVerifier.for_model(vlm)  # read once; each stage uses it as its settings say
+        self.temporal = TemporalGrounder(vlm, temporal, verifier)
+        self.image = ImageGrounder(vlm, image, verifier)
         self.lift_config = lifting or LiftConfig()
         self.output = output or OutputSettings()
         self.config = config or {}

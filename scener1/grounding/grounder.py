@@ -37,9 +37,11 @@ class ImageGrounder:
         """``verifier`` defaults to the model's own cell heads, when it ships them and ``verify_weight`` > 0."""
         self.vlm = vlm
         self.settings = settings or ImageSettings()
-        if verifier is None and self.settings.verify_weight > 0:
+        if self.settings.verify_weight <= 0:
+            verifier = None
+        elif verifier is None:
             verifier = CellVerifier.for_model(vlm)
-        self.verifier = verifier if self.settings.verify_weight > 0 else None
+        self.verifier = verifier
 
     def ground(self, scene: Scene, query: str, positions: Sequence[int] | np.ndarray) -> ImageResult:
         """Ground ``query`` on frames chosen among scene ``positions`` (the temporal stage's span)."""
