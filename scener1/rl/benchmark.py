@@ -248,7 +248,8 @@ def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], f
     row's frames), or the model's own answer when the query names no category the heads know. Empty for a
     model without cell heads."""
     from ..models.cell_verifier import CellVerifier
-    from ..temporal import TemporalSettings, presence_span
+    from ..temporal import TemporalSettings
+    from ..temporal.grounder import heads_span
     from .rewards import best_span_iou
 
     verifier = CellVerifier.for_model(vlm)
@@ -258,16 +259,12 @@ def heads_span_metrics(vlm: Any, rows: Sequence[dict], results: Sequence[Any], f
     ratio = TemporalSettings().presence_ratio
     ious, by_heads = [], 0
     for row, result in pairs:
-        target = verifier.target(row["query"])
-        if target.category is None:
-            ious.append(result.score)
-            continue
         scene = frames.scene(row["scene"])
         keyed = [((row["scene"], int(p)), scene.color(int(p))) for p in row["positions"]]
-        presence = np.array(verifier.presence(target, keyed))
-        span = presence_span(presence, np.asarray(row["timestamps"], float), float(row["duration"]), ratio)
-        ious.append(best_span_iou(span, row["spans"]))
-        by_heads += 1
+        heads = heads_span(verifier, row["query"], keyed, np.asarray(row["timestamps"], float), float(row["duration"]),
+                           ratio)
+        ious.append(result.score if heads is None else best_span_iou(heads["span"], row["spans"]))
+        by_heads += heads is not None
     iou = np.array(ious)
     return {"temporal+heads/miou": float(iou.mean()), "temporal+heads/acc@0.5": float((iou >= 0.5).mean()),
             "temporal+heads/by_heads": by_heads / len(ious)}

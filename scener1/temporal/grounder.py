@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,19 +69,22 @@ class TemporalGrounder:
         }
         return [
             finish(q, prompt_text(m), a, times, positions, seconds, {"query": q, **inputs},
-                   self._heads_span(q, shown, times[positions], float(times[-1])))
+                   heads_span(self.verifier, q, [(("temporal", p), color) for p, color in shown], times[positions],
+                              float(times[-1]), self.settings.presence_ratio))
             for q, m, a in zip(queries, messages, answers, strict=True)
         ]
 
-    def _heads_span(self, query: str, shown: list[tuple[int, np.ndarray]], shown_times: np.ndarray,
-                    duration: float) -> dict | None:
-        """The cell heads' span for ``query`` (None without heads or a category they know)."""
-        if self.verifier is None:
-            return None
-        target = self.verifier.target(query)
-        if target.category is None:
-            return None
-        presence = np.array(self.verifier.presence(target, [(("temporal", p), color) for p, color in shown]))
-        span = presence_span(presence, shown_times, duration, self.settings.presence_ratio)
-        return {"span": [round(v, 3) for v in span], "target": target.to_dict(),
-                "presence": [round(float(v), 4) for v in presence]}
+
+def heads_span(verifier: CellVerifier | None, query: str, frames: Sequence[tuple[Any, np.ndarray]],
+               times: np.ndarray, duration: float, ratio: float) -> dict | None:
+    """The cell heads' span for ``query`` over the shown ``frames`` ((cache key, image) pairs at ``times``):
+    {"span", "target", "presence"}, or None without heads or a category they know."""
+    if verifier is None:
+        return None
+    target = verifier.target(query)
+    if target.category is None:
+        return None
+    presence = np.array(verifier.presence(target, frames))
+    span = presence_span(presence, times, duration, ratio)
+    return {"span": [round(v, 3) for v in span], "target": target.to_dict(),
+            "presence": [round(float(v), 4) for v in presence]}
